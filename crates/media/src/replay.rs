@@ -1,0 +1,383 @@
+//! Replaying a capture: finding RTP streams among UDP datagrams and decoding their key presses.
+//!
+//! Sans-IO like the rest of the crate: [`Replay`] is fed [`Frame`]s (from
+//! [`crate::capture::CaptureReader`] or anywhere else) and yields [`ReplayPress`]es, then a
+//! [`ReplaySummary`] per stream. Capture timestamps stand in for arrival time, so a replay is
+//! deterministic and runs as fast as the disk.
+//!
+//! A stream is one RTP SSRC on one UDP flow (source and destination address). Without
+//! [`ReplayConfig::ports`], a flow is taken for RTP once two packets of one SSRC parse as RTP
+//! version 2 with nearby sequence numbers and a payload type that is not RTCP (RFC 3550's
+//! probation); with `ports`, every datagram to or from those ports is RTP. SIP messages in the
+//! capture are read for SDP (`a=rtpmap:N telephone-event/...`), whose payload types are added
+//! to the decoders.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rtp_types::RtpPacket;
+
+use crate::capture::Frame;
+use crate::extend::SeqExtender;
+use crate::key::KeyPress;
+use crate::rfc4733::{DecoderConfig, DecoderEvent, Ending, Rfc4733Decoder};
+use crate::sdp::SdpPayloadTypes;
+use crate::time::Millis;
+use crate::udp::{udp_datagram, Datagram};
+
+/// Replay settings.
+#[derive(Clone, Debug, Default)]
+pub struct ReplayConfig {
+    /// Decoder settings (payload types, timeouts).
+    pub decoder: DecoderConfig,
+    /// UDP ports that carry RTP. Empty: find RTP flows heuristically.
+    pub ports: Vec<u16>,
+}
+
+/// One RTP stream: an SSRC on a UDP flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamId {
+    /// Sender.
+    pub source: SocketAddr,
+    /// Receiver.
+    pub destination: SocketAddr,
+    /// RTP synchronisation source.
+    pub ssrc: u32,
+}
+
+impl std::fmt::Display for StreamId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}->{}/0x{:08x}",
+            self.source, self.destination, self.ssrc
+        )
+    }
+}
+
+/// A key press found in a capture.
+#[derive(Clone, Debug)]
+pub struct ReplayPress {
+    /// The stream it was heard on.
+    pub stream: StreamId,
+    /// The press (key redacted in `Debug`).
+    pub press: KeyPress,
+    /// Start in capture time: the offset of the stream's first packet from the capture's first
+    /// frame, plus the press start's offset on the stream's media timeline.
+    pub start: Millis,
+    /// How its end was recognised.
+    pub ending: Ending,
+}
+
+/// What was seen of one stream.
+#[derive(Clone, Debug)]
+pub struct StreamSummary {
+    /// The stream.
+    pub id: StreamId,
+    /// Payload types seen.
+    pub payload_types: BTreeSet<u8>,
+    /// RTP packets.
+    pub packets: u64,
+    /// Packets missing from the sequence-number range (RFC 3550 cumulative loss; duplicates
+    /// can make it smaller, never negative).
+    pub lost: u64,
+    /// Key presses reported.
+    pub key_presses: u64,
+    /// Non-key events (codes above 15) reported.
+    pub non_key_events: u64,
+    /// Packets the decoder refused (short event payloads, damaged red payloads).
+    pub refused: u64,
+    /// Capture time of its first packet, relative to the capture's first frame.
+    pub first_seen: Millis,
+}
+
+/// Counts over the whole capture.
+#[derive(Clone, Debug, Default)]
+pub struct CaptureCounts {
+    /// Frames read.
+    pub frames: u64,
+    /// UDP datagrams among them.
+    pub udp: u64,
+    /// Frames whose headers did not parse or were IP fragments.
+    pub unparsed: u64,
+    /// SIP messages with SDP whose payload types were used.
+    pub sdp_found: u64,
+}
+
+#[derive(Debug)]
+struct Stream {
+    summary: StreamSummary,
+    seq: SeqExtender,
+    lowest: u64,
+}
+
+#[derive(Debug)]
+struct Flow {
+    decoder: Rfc4733Decoder,
+    /// A first packet held until a second one confirms the flow is RTP.
+    probation: Option<(Vec<u8>, Duration)>,
+    accepted: bool,
+}
+
+/// The sans-IO capture replayer.
+#[derive(Debug)]
+pub struct Replay {
+    config: ReplayConfig,
+    base: Instant,
+    first_frame: Option<Duration>,
+    flows: HashMap<(SocketAddr, SocketAddr), Flow>,
+    streams: HashMap<StreamId, Stream>,
+    sdp: SdpPayloadTypes,
+    presses: Vec<ReplayPress>,
+    counts: CaptureCounts,
+}
+
+impl Replay {
+    /// A replayer with `config`.
+    pub fn new(config: ReplayConfig) -> Replay {
+        Replay {
+            config,
+            base: Instant::now(),
+            first_frame: None,
+            flows: HashMap::new(),
+            streams: HashMap::new(),
+            sdp: SdpPayloadTypes::default(),
+            presses: Vec::new(),
+            counts: CaptureCounts::default(),
+        }
+    }
+
+    /// Handles one captured frame.
+    pub fn handle_frame(&mut self, frame: &Frame<'_>) {
+        self.counts.frames += 1;
+        let first = *self.first_frame.get_or_insert(frame.timestamp);
+        let arrival = frame.timestamp.saturating_sub(first);
+        self.expire(arrival);
+        match udp_datagram(frame.link, frame.data) {
+            Ok(Some(datagram)) => {
+                self.counts.udp += 1;
+                self.handle_datagram(arrival, &datagram);
+            }
+            Ok(None) => {}
+            Err(_) => self.counts.unparsed += 1,
+        }
+    }
+
+    /// Takes the key presses found so far, in the order they finished.
+    pub fn drain_presses(&mut self) -> std::vec::Drain<'_, ReplayPress> {
+        self.presses.drain(..)
+    }
+
+    /// Ends the replay: reports every press still open, and returns the per-stream summary
+    /// (sorted by first appearance) with the capture counts.
+    pub fn finish(&mut self) -> (Vec<StreamSummary>, CaptureCounts) {
+        let keys: Vec<_> = self.flows.keys().copied().collect();
+        for key in keys {
+            let flow = self.flows.get_mut(&key).expect("key just listed");
+            flow.decoder.finish();
+            self.collect(key);
+        }
+        let mut streams: Vec<StreamSummary> =
+            self.streams.values().map(|s| s.summary.clone()).collect();
+        streams.sort_by(|a, b| {
+            a.first_seen
+                .0
+                .total_cmp(&b.first_seen.0)
+                .then(a.id.cmp(&b.id))
+        });
+        (streams, self.counts.clone())
+    }
+
+    fn expire(&mut self, arrival: Duration) {
+        let now = self.base + arrival;
+        let due: Vec<_> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| f.decoder.poll_timeout().is_some_and(|t| t <= now))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in due {
+            let flow = self.flows.get_mut(&key).expect("key just listed");
+            flow.decoder.handle_timeout(now);
+            self.collect(key);
+        }
+    }
+
+    fn handle_datagram(&mut self, arrival: Duration, datagram: &Datagram<'_>) {
+        let key = (datagram.source, datagram.destination);
+        let by_port = !self.config.ports.is_empty();
+        if by_port
+            && !self.config.ports.contains(&datagram.source.port())
+            && !self.config.ports.contains(&datagram.destination.port())
+        {
+            return;
+        }
+        if !self.flows.contains_key(&key) {
+            if !looks_like_rtp(datagram.payload) {
+                self.look_for_sdp(datagram.payload);
+                return;
+            }
+            let mut decoder = Rfc4733Decoder::new(self.config.decoder.clone());
+            decoder.add_payload_types(&self.sdp_event_types(), &self.sdp.red);
+            self.flows.insert(
+                key,
+                Flow {
+                    decoder,
+                    probation: None,
+                    accepted: by_port,
+                },
+            );
+        }
+        let flow = self.flows.get_mut(&key).expect("inserted above");
+        if !flow.accepted {
+            if !looks_like_rtp(datagram.payload) {
+                return;
+            }
+            match flow.probation.take() {
+                Some((held, held_arrival)) if confirms(&held, datagram.payload) => {
+                    flow.accepted = true;
+                    self.rtp(key, held_arrival, &held);
+                }
+                _ => {
+                    flow.probation = Some((datagram.payload.to_vec(), arrival));
+                    return;
+                }
+            }
+        }
+        self.rtp(key, arrival, datagram.payload);
+    }
+
+    fn rtp(&mut self, key: (SocketAddr, SocketAddr), arrival: Duration, payload: &[u8]) {
+        let Ok(packet) = RtpPacket::parse(payload) else {
+            return;
+        };
+        let id = StreamId {
+            source: key.0,
+            destination: key.1,
+            ssrc: packet.ssrc(),
+        };
+        let stream = self.streams.entry(id).or_insert_with(|| Stream {
+            summary: StreamSummary {
+                id,
+                payload_types: BTreeSet::new(),
+                packets: 0,
+                lost: 0,
+                key_presses: 0,
+                non_key_events: 0,
+                refused: 0,
+                first_seen: Millis(arrival.as_secs_f64() * 1000.0),
+            },
+            seq: SeqExtender::new(),
+            lowest: u64::MAX,
+        });
+        let seq = stream.seq.extend(u32::from(packet.sequence_number()));
+        stream.lowest = stream.lowest.min(seq);
+        let summary = &mut stream.summary;
+        summary.packets += 1;
+        summary.payload_types.insert(packet.payload_type());
+        let expected = stream.seq.highest().unwrap_or(seq) - stream.lowest + 1;
+        summary.lost = expected.saturating_sub(summary.packets);
+        let flow = self.flows.get_mut(&key).expect("flow exists");
+        if flow.decoder.handle_rtp(self.base + arrival, &packet).is_err() {
+            summary.refused += 1;
+        }
+        self.collect(key);
+    }
+
+    fn collect(&mut self, key: (SocketAddr, SocketAddr)) {
+        let Some(flow) = self.flows.get_mut(&key) else {
+            return;
+        };
+        while let Some(event) = flow.decoder.poll_event() {
+            match event {
+                DecoderEvent::Press {
+                    ssrc,
+                    press,
+                    ending,
+                } => {
+                    let id = StreamId {
+                        source: key.0,
+                        destination: key.1,
+                        ssrc,
+                    };
+                    let origin = flow.decoder.origin(ssrc).expect("press from a known ssrc");
+                    let Some(stream) = self.streams.get_mut(&id) else {
+                        continue;
+                    };
+                    stream.summary.key_presses += 1;
+                    let offset = press.start().since(origin).as_millis();
+                    self.presses.push(ReplayPress {
+                        stream: id,
+                        start: Millis(stream.summary.first_seen.0 + offset.0),
+                        press,
+                        ending,
+                    });
+                }
+                DecoderEvent::NonKeyEvent { ssrc, .. } => {
+                    let id = StreamId {
+                        source: key.0,
+                        destination: key.1,
+                        ssrc,
+                    };
+                    if let Some(stream) = self.streams.get_mut(&id) {
+                        stream.summary.non_key_events += 1;
+                    }
+                }
+                DecoderEvent::PressStarted { .. } => {}
+            }
+        }
+    }
+
+    fn sdp_event_types(&self) -> Vec<u8> {
+        self.sdp.telephone_event.iter().map(|&(pt, _)| pt).collect()
+    }
+
+    fn look_for_sdp(&mut self, payload: &[u8]) {
+        let Ok(text) = std::str::from_utf8(payload) else {
+            return;
+        };
+        let is_sip = text.starts_with("SIP/2.0")
+            || text
+                .split_once(' ')
+                .is_some_and(|(method, _)| method.chars().all(|c| c.is_ascii_uppercase()));
+        if !is_sip || !text.contains("a=rtpmap:") {
+            return;
+        }
+        let found = SdpPayloadTypes::from_sdp(text);
+        if found.is_empty() {
+            return;
+        }
+        self.counts.sdp_found += 1;
+        for (pt, rate) in found.telephone_event {
+            if !self.sdp.telephone_event.iter().any(|&(p, _)| p == pt) {
+                self.sdp.telephone_event.push((pt, rate));
+            }
+        }
+        for pt in found.red {
+            if !self.sdp.red.contains(&pt) {
+                self.sdp.red.push(pt);
+            }
+        }
+        let events = self.sdp_event_types();
+        for flow in self.flows.values_mut() {
+            flow.decoder.add_payload_types(&events, &self.sdp.red);
+        }
+    }
+}
+
+/// RTP version 2, a full header, and a payload type that is not RTCP (RFC 5761: RTCP packet
+/// types 200-204 read as marker + payload type 72-76).
+fn looks_like_rtp(payload: &[u8]) -> bool {
+    payload.len() >= 12 && payload[0] >> 6 == 2 && !(72..=76).contains(&(payload[1] & 0x7F))
+}
+
+/// A second packet confirms a flow as RTP when it has the same SSRC and a sequence number just
+/// after the first (RFC 3550 A.1 probation, with room for a little loss and reordering).
+fn confirms(held: &[u8], next: &[u8]) -> bool {
+    let (Ok(a), Ok(b)) = (RtpPacket::parse(held), RtpPacket::parse(next)) else {
+        return false;
+    };
+    let step = b.sequence_number().wrapping_sub(a.sequence_number());
+    a.ssrc() == b.ssrc() && (step <= 16 || step >= u16::MAX - 16)
+}
