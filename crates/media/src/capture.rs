@@ -10,8 +10,7 @@ use std::time::Duration;
 use pcap_parser::nom;
 use pcap_parser::pcapng::{parse_block_be, parse_block_le, parse_sectionheaderblock, Block};
 use pcap_parser::{
-    parse_pcap_frame, parse_pcap_frame_be, parse_pcap_frame_modified, parse_pcap_header,
-    PcapError,
+    parse_pcap_frame, parse_pcap_frame_be, parse_pcap_frame_modified, parse_pcap_header, PcapError,
 };
 use thiserror::Error;
 
@@ -132,11 +131,10 @@ impl<'a> CaptureReader<'a> {
             return Ok(reader);
         }
         let (rest, header) = parse_pcap_header(data).map_err(|_| not_a_capture())?;
-        let link = LinkType::from_pcap(header.network.0).ok_or(
-            CaptureError::UnsupportedLinkType {
+        let link =
+            LinkType::from_pcap(header.network.0).ok_or(CaptureError::UnsupportedLinkType {
                 linktype: header.network.0,
-            },
-        )?;
+            })?;
         Ok(CaptureReader {
             data,
             pos: data.len() - rest.len(),

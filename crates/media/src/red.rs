@@ -38,7 +38,9 @@ pub enum RedError {
         len: usize,
     },
     /// The blocks' declared lengths do not fit in the payload.
-    #[error("RFC 2198 block lengths add up to {declared} bytes but only {available} follow the headers")]
+    #[error(
+        "RFC 2198 block lengths add up to {declared} bytes but only {available} follow the headers"
+    )]
     BlocksOverrun {
         /// Sum of the redundant block lengths declared in the headers.
         declared: usize,
@@ -154,14 +156,24 @@ mod tests {
     #[test]
     fn blocks_come_out_oldest_first_with_their_offsets() {
         let payload = wrap_red(
-            &[(101, 320, &[1, 0x0a, 0, 160]), (101, 160, &[1, 0x0a, 1, 64])],
+            &[
+                (101, 320, &[1, 0x0a, 0, 160]),
+                (101, 160, &[1, 0x0a, 1, 64]),
+            ],
             101,
             &[1, 0x8a, 1, 224],
         );
         let blocks = unwrap_red(&payload).unwrap();
         let got: Vec<_> = blocks
             .iter()
-            .map(|b| (b.payload_type, b.timestamp_offset, b.primary, b.data.to_vec()))
+            .map(|b| {
+                (
+                    b.payload_type,
+                    b.timestamp_offset,
+                    b.primary,
+                    b.data.to_vec(),
+                )
+            })
             .collect();
         assert_eq!(
             got,

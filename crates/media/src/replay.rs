@@ -279,7 +279,11 @@ impl Replay {
         let expected = stream.seq.highest().unwrap_or(seq) - stream.lowest + 1;
         summary.lost = expected.saturating_sub(summary.packets);
         let flow = self.flows.get_mut(&key).expect("flow exists");
-        if flow.decoder.handle_rtp(self.base + arrival, &packet).is_err() {
+        if flow
+            .decoder
+            .handle_rtp(self.base + arrival, &packet)
+            .is_err()
+        {
             summary.refused += 1;
         }
         self.collect(key);

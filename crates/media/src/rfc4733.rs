@@ -341,7 +341,11 @@ impl Rfc4733Decoder {
             [None; crate::red::MAX_BLOCKS + 1];
         if let Some(red) = &red {
             for (slot, block) in blocks.iter_mut().zip(red.iter()) {
-                if self.config.event_payload_types.contains(&block.payload_type) {
+                if self
+                    .config
+                    .event_payload_types
+                    .contains(&block.payload_type)
+                {
                     let ts = packet
                         .timestamp()
                         .wrapping_sub(u32::from(block.timestamp_offset));
@@ -390,7 +394,13 @@ impl Rfc4733Decoder {
             // Audio (or a red packet without events): only media time moves.
             if let Some(open) = state.open {
                 if packet_ts > open.end + self.end_timeout {
-                    Self::close(&self.config, &mut self.events, ssrc, state, Ending::MediaTimeout);
+                    Self::close(
+                        &self.config,
+                        &mut self.events,
+                        ssrc,
+                        state,
+                        Ending::MediaTimeout,
+                    );
                 }
             }
         }
@@ -410,7 +420,13 @@ impl Rfc4733Decoder {
         for (&ssrc, state) in self.streams.iter_mut() {
             if let Some(open) = state.open {
                 if now >= open.last_arrival + self.config.idle_timeout {
-                    Self::close(&self.config, &mut self.events, ssrc, state, Ending::IdleTimeout);
+                    Self::close(
+                        &self.config,
+                        &mut self.events,
+                        ssrc,
+                        state,
+                        Ending::IdleTimeout,
+                    );
                 }
             }
         }
@@ -423,7 +439,13 @@ impl Rfc4733Decoder {
         for ssrc in ssrcs {
             let state = self.streams.get_mut(&ssrc).expect("key just listed");
             if state.open.is_some() {
-                Self::close(&self.config, &mut self.events, ssrc, state, Ending::EndOfInput);
+                Self::close(
+                    &self.config,
+                    &mut self.events,
+                    ssrc,
+                    state,
+                    Ending::EndOfInput,
+                );
             }
         }
     }

@@ -85,7 +85,9 @@ pub fn udp_datagram(link: LinkType, frame: &[u8]) -> Result<Option<Datagram<'_>>
         }
         LinkType::Null => {
             if frame.len() < 4 {
-                return Err(FrameError::Malformed("loopback header needs 4 bytes".into()));
+                return Err(FrameError::Malformed(
+                    "loopback header needs 4 bytes".into(),
+                ));
             }
             SlicedPacket::from_ip(&frame[4..])
         }

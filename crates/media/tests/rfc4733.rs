@@ -71,7 +71,10 @@ impl Sender {
             d += PTIME;
         }
         for _ in 0..3 {
-            out.push((ts.wrapping_add(total), self.event(ts, code, true, total as u16)));
+            out.push((
+                ts.wrapping_add(total),
+                self.event(ts, code, true, total as u16),
+            ));
         }
         out
     }
@@ -200,10 +203,17 @@ fn a_press_whose_end_packets_are_lost_ends_on_the_wall_clock_when_media_stops() 
             .handle_packet(origin + Duration::from_millis(u64::from(*ts) / 8), p)
             .unwrap();
     }
-    assert!(decoder.poll_event().is_some_and(|e| matches!(e, DecoderEvent::PressStarted { .. })));
+    assert!(decoder
+        .poll_event()
+        .is_some_and(|e| matches!(e, DecoderEvent::PressStarted { .. })));
     assert!(decoder.poll_event().is_none(), "still held: no end yet");
-    let deadline = decoder.poll_timeout().expect("an open press asks for a timeout");
-    assert_eq!(deadline, origin + Duration::from_millis(80) + Duration::from_secs(1));
+    let deadline = decoder
+        .poll_timeout()
+        .expect("an open press asks for a timeout");
+    assert_eq!(
+        deadline,
+        origin + Duration::from_millis(80) + Duration::from_secs(1)
+    );
     decoder.handle_timeout(deadline - Duration::from_millis(1));
     assert!(decoder.poll_event().is_none(), "not before the deadline");
     decoder.handle_timeout(deadline);
@@ -433,7 +443,9 @@ fn red_payloads_are_unwrapped_and_deduplicated() {
     };
     let (seen, events) = decode(config, &packets);
     assert_eq!(keys(&seen), "27");
-    assert!(seen.iter().all(|s| s.ms == 100.0 && s.ending == Ending::EndPacket));
+    assert!(seen
+        .iter()
+        .all(|s| s.ms == 100.0 && s.ending == Ending::EndPacket));
     assert_eq!(seen[0].start, 0, "start recovered from redundancy");
     let started = events
         .iter()
@@ -453,7 +465,11 @@ fn an_ssrc_change_mid_stream_starts_a_fresh_timeline() {
     // The sender restarts with a new SSRC, sequence and timestamp base, 400 ms later.
     let mut b = Sender::new(0xBBBB_0002, 40_000);
     let base = 0x9000_0000u32;
-    for (t, p) in b.press(base, 3, 100).into_iter().chain(b.press(base + 1600, 4, 100)) {
+    for (t, p) in b
+        .press(base, 3, 100)
+        .into_iter()
+        .chain(b.press(base + 1600, 4, 100))
+    {
         packets.push((400 + u64::from(t - base) / 8, p));
     }
     let (seen, events) = decode(DecoderConfig::default(), &packets);
@@ -469,7 +485,10 @@ fn an_ssrc_change_mid_stream_starts_a_fresh_timeline() {
             _ => None,
         })
         .collect();
-    assert_eq!(ssrcs, vec![0xAAAA_0001, 0xAAAA_0001, 0xBBBB_0002, 0xBBBB_0002]);
+    assert_eq!(
+        ssrcs,
+        vec![0xAAAA_0001, 0xAAAA_0001, 0xBBBB_0002, 0xBBBB_0002]
+    );
 }
 
 #[test]
@@ -526,7 +545,8 @@ fn the_event_payload_type_is_configurable_and_read_from_sdp() {
     };
     assert_eq!(keys(&decode(config, &packets).0), "9");
 
-    let sdp = "m=audio 5004 RTP/AVP 0 96\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:96 telephone-event/8000\r\n";
+    let sdp =
+        "m=audio 5004 RTP/AVP 0 96\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:96 telephone-event/8000\r\n";
     let found = SdpPayloadTypes::from_sdp(sdp);
     let config = DecoderConfig {
         event_payload_types: found.telephone_event.iter().map(|&(pt, _)| pt).collect(),

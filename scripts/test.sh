@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Every test tonegate has, from a fresh machine: installs what the tests need when it is
+# missing (Debian's tshark, scapy from PyPI), then formatting, lints, the Rust tests, the
+# independent tshark check of every fixture, and a check that the fixture generator still
+# produces the committed fixtures byte for byte. CI runs exactly this (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SCAPY_VERSION=2.8.0
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if ! command -v tshark >/dev/null 2>&1; then
+  echo "== installing tshark (Debian) for the independent fixture check"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    -o DPkg::Lock::Timeout=600 tshark >/dev/null
+fi
+if ! python3 -c "import scapy, sys; sys.exit(scapy.VERSION != '$SCAPY_VERSION')" 2>/dev/null; then
+  echo "== installing scapy $SCAPY_VERSION (PyPI) for the fixture generator"
+  python3 -m pip install --quiet --disable-pip-version-check "scapy==$SCAPY_VERSION"
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked
+
+echo "== fixtures: tshark agrees with every manifest"
+python3 scripts/tshark_presses.py --check
+
+echo "== fixtures: the generator reproduces the committed files"
+regen=$(mktemp -d)
+trap 'rm -rf "$regen"' EXIT
+python3 scripts/gen_fixtures.py --out "$regen" >/dev/null
+for dir in rfc4733 links bad; do
+  diff -r "fixtures/$dir" "$regen/$dir"
+done
+echo "== all tests passed"
