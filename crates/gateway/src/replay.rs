@@ -174,7 +174,11 @@ fn frame_position(frame: &tonegate_media::capture::Frame<'_>, map: &[u8]) -> u64
 #[allow(unsafe_code)]
 fn map_file(file: &File) -> io::Result<memmap2::Mmap> {
     // SAFETY: read-only mapping of a capture file; see the note at the call site.
-    unsafe { memmap2::Mmap::map(file) }
+    let map = unsafe { memmap2::Mmap::map(file) }?;
+    // Replay reads front to back once: ask the kernel to read ahead aggressively.
+    #[cfg(unix)]
+    map.advise(memmap2::Advice::Sequential)?;
+    Ok(map)
 }
 
 fn ending_name(ending: Ending) -> &'static str {

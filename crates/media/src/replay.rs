@@ -12,11 +12,12 @@
 //! capture are read for SDP (`a=rtpmap:N telephone-event/...`), whose payload types are added
 //! to the decoders.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rtp_types::RtpPacket;
+use rustc_hash::FxHashMap;
 
 use crate::capture::Frame;
 use crate::extend::SeqExtender;
@@ -108,13 +109,20 @@ pub struct CaptureCounts {
 #[derive(Debug)]
 struct Stream {
     summary: StreamSummary,
+    /// Payload types seen, one bit each (0-127), turned into the summary's set at the end.
+    payload_types: u128,
     seq: SeqExtender,
     lowest: u64,
 }
 
 #[derive(Debug)]
 struct Flow {
+    key: (SocketAddr, SocketAddr),
     decoder: Rfc4733Decoder,
+    /// The decoder's `poll_timeout`, kept here so that checking for due timeouts on every
+    /// frame costs a comparison per flow, not a walk over every SSRC.
+    deadline: Option<Instant>,
+    streams: FxHashMap<u32, Stream>,
     /// A first packet held until a second one confirms the flow is RTP.
     probation: Option<(Vec<u8>, Duration)>,
     accepted: bool,
@@ -126,8 +134,9 @@ pub struct Replay {
     config: ReplayConfig,
     base: Instant,
     first_frame: Option<Duration>,
-    flows: HashMap<(SocketAddr, SocketAddr), Flow>,
-    streams: HashMap<StreamId, Stream>,
+    flows: FxHashMap<(SocketAddr, SocketAddr), Flow>,
+    /// No flow has a timeout due before this (it may be earlier than the real earliest).
+    next_deadline: Option<Instant>,
     sdp: SdpPayloadTypes,
     presses: Vec<ReplayPress>,
     counts: CaptureCounts,
@@ -140,8 +149,8 @@ impl Replay {
             config,
             base: Instant::now(),
             first_frame: None,
-            flows: HashMap::new(),
-            streams: HashMap::new(),
+            flows: FxHashMap::default(),
+            next_deadline: None,
             sdp: SdpPayloadTypes::default(),
             presses: Vec::new(),
             counts: CaptureCounts::default(),
@@ -172,14 +181,22 @@ impl Replay {
     /// Ends the replay: reports every press still open, and returns the per-stream summary
     /// (sorted by first appearance) with the capture counts.
     pub fn finish(&mut self) -> (Vec<StreamSummary>, CaptureCounts) {
-        let keys: Vec<_> = self.flows.keys().copied().collect();
-        for key in keys {
-            let flow = self.flows.get_mut(&key).expect("key just listed");
+        for flow in self.flows.values_mut() {
             flow.decoder.finish();
-            self.collect(key);
+            flow.collect(&mut self.presses);
         }
-        let mut streams: Vec<StreamSummary> =
-            self.streams.values().map(|s| s.summary.clone()).collect();
+        let mut streams: Vec<StreamSummary> = self
+            .flows
+            .values()
+            .flat_map(|f| f.streams.values())
+            .map(|s| {
+                let mut summary = s.summary.clone();
+                summary.payload_types = (0..128u8)
+                    .filter(|pt| s.payload_types & (1u128 << pt) != 0)
+                    .collect();
+                summary
+            })
+            .collect();
         streams.sort_by(|a, b| {
             a.first_seen
                 .0
@@ -191,17 +208,18 @@ impl Replay {
 
     fn expire(&mut self, arrival: Duration) {
         let now = self.base + arrival;
-        let due: Vec<_> = self
-            .flows
-            .iter()
-            .filter(|(_, f)| f.decoder.poll_timeout().is_some_and(|t| t <= now))
-            .map(|(k, _)| *k)
-            .collect();
-        for key in due {
-            let flow = self.flows.get_mut(&key).expect("key just listed");
-            flow.decoder.handle_timeout(now);
-            self.collect(key);
+        if self.next_deadline.is_none_or(|t| t > now) {
+            return;
         }
+        let mut next = None;
+        for flow in self.flows.values_mut() {
+            if flow.deadline.is_some_and(|t| t <= now) {
+                flow.decoder.handle_timeout(now);
+                flow.collect(&mut self.presses);
+            }
+            next = earliest(next, flow.deadline);
+        }
+        self.next_deadline = next;
     }
 
     fn handle_datagram(&mut self, arrival: Duration, datagram: &Datagram<'_>) {
@@ -211,6 +229,17 @@ impl Replay {
             && !self.config.ports.contains(&datagram.source.port())
             && !self.config.ports.contains(&datagram.destination.port())
         {
+            return;
+        }
+        // One hash lookup for the common case: a flow already known.
+        let known = match self.flows.get_mut(&key) {
+            Some(flow) if flow.accepted => Some(flow),
+            _ => None,
+        };
+        if let Some(flow) = known {
+            flow.rtp(self.base + arrival, arrival, datagram.payload);
+            flow.collect(&mut self.presses);
+            self.next_deadline = earliest(self.next_deadline, flow.deadline);
             return;
         }
         if !self.flows.contains_key(&key) {
@@ -223,13 +252,17 @@ impl Replay {
             self.flows.insert(
                 key,
                 Flow {
+                    key,
                     decoder,
+                    deadline: None,
+                    streams: FxHashMap::default(),
                     probation: None,
                     accepted: by_port,
                 },
             );
         }
         let flow = self.flows.get_mut(&key).expect("inserted above");
+        let now = self.base + arrival;
         if !flow.accepted {
             if !looks_like_rtp(datagram.payload) {
                 return;
@@ -237,7 +270,7 @@ impl Replay {
             match flow.probation.take() {
                 Some((held, held_arrival)) if confirms(&held, datagram.payload) => {
                     flow.accepted = true;
-                    self.rtp(key, held_arrival, &held);
+                    flow.rtp(self.base + held_arrival, held_arrival, &held);
                 }
                 _ => {
                     flow.probation = Some((datagram.payload.to_vec(), arrival));
@@ -245,21 +278,33 @@ impl Replay {
                 }
             }
         }
-        self.rtp(key, arrival, datagram.payload);
+        flow.rtp(now, arrival, datagram.payload);
+        flow.collect(&mut self.presses);
+        self.next_deadline = earliest(self.next_deadline, flow.deadline);
     }
+}
 
-    fn rtp(&mut self, key: (SocketAddr, SocketAddr), arrival: Duration, payload: &[u8]) {
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+impl Flow {
+    fn rtp(&mut self, now: Instant, arrival: Duration, payload: &[u8]) {
         let Ok(packet) = RtpPacket::parse(payload) else {
             return;
         };
-        let id = StreamId {
-            source: key.0,
-            destination: key.1,
-            ssrc: packet.ssrc(),
-        };
-        let stream = self.streams.entry(id).or_insert_with(|| Stream {
+        let ssrc = packet.ssrc();
+        let key = self.key;
+        let stream = self.streams.entry(ssrc).or_insert_with(|| Stream {
             summary: StreamSummary {
-                id,
+                id: StreamId {
+                    source: key.0,
+                    destination: key.1,
+                    ssrc,
+                },
                 payload_types: BTreeSet::new(),
                 packets: 0,
                 lost: 0,
@@ -268,63 +313,47 @@ impl Replay {
                 refused: 0,
                 first_seen: Millis(arrival.as_secs_f64() * 1000.0),
             },
+            payload_types: 0,
             seq: SeqExtender::new(),
             lowest: u64::MAX,
         });
         let seq = stream.seq.extend(u32::from(packet.sequence_number()));
         stream.lowest = stream.lowest.min(seq);
+        stream.payload_types |= 1u128 << packet.payload_type();
         let summary = &mut stream.summary;
         summary.packets += 1;
-        summary.payload_types.insert(packet.payload_type());
         let expected = stream.seq.highest().unwrap_or(seq) - stream.lowest + 1;
         summary.lost = expected.saturating_sub(summary.packets);
-        let flow = self.flows.get_mut(&key).expect("flow exists");
-        if flow
-            .decoder
-            .handle_rtp(self.base + arrival, &packet)
-            .is_err()
-        {
+        if self.decoder.handle_rtp(now, &packet).is_err() {
             summary.refused += 1;
         }
-        self.collect(key);
     }
 
-    fn collect(&mut self, key: (SocketAddr, SocketAddr)) {
-        let Some(flow) = self.flows.get_mut(&key) else {
-            return;
-        };
-        while let Some(event) = flow.decoder.poll_event() {
+    /// Moves the decoder's events into `presses` and the stream counters.
+    fn collect(&mut self, presses: &mut Vec<ReplayPress>) {
+        self.deadline = self.decoder.poll_timeout();
+        while let Some(event) = self.decoder.poll_event() {
             match event {
                 DecoderEvent::Press {
                     ssrc,
                     press,
                     ending,
                 } => {
-                    let id = StreamId {
-                        source: key.0,
-                        destination: key.1,
-                        ssrc,
-                    };
-                    let origin = flow.decoder.origin(ssrc).expect("press from a known ssrc");
-                    let Some(stream) = self.streams.get_mut(&id) else {
+                    let origin = self.decoder.origin(ssrc).expect("press from a known ssrc");
+                    let Some(stream) = self.streams.get_mut(&ssrc) else {
                         continue;
                     };
                     stream.summary.key_presses += 1;
                     let offset = press.start().since(origin).as_millis();
-                    self.presses.push(ReplayPress {
-                        stream: id,
+                    presses.push(ReplayPress {
+                        stream: stream.summary.id,
                         start: Millis(stream.summary.first_seen.0 + offset.0),
                         press,
                         ending,
                     });
                 }
                 DecoderEvent::NonKeyEvent { ssrc, .. } => {
-                    let id = StreamId {
-                        source: key.0,
-                        destination: key.1,
-                        ssrc,
-                    };
-                    if let Some(stream) = self.streams.get_mut(&id) {
+                    if let Some(stream) = self.streams.get_mut(&ssrc) {
                         stream.summary.non_key_events += 1;
                     }
                 }
@@ -332,7 +361,9 @@ impl Replay {
             }
         }
     }
+}
 
+impl Replay {
     fn sdp_event_types(&self) -> Vec<u8> {
         self.sdp.telephone_event.iter().map(|&(pt, _)| pt).collect()
     }

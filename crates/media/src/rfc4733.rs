@@ -38,10 +38,11 @@
 //! assert_eq!(keys, "5");
 //! ```
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use rtp_types::{RtpPacket, RtpParseError};
+use rustc_hash::FxHashMap;
 use thiserror::Error;
 
 use crate::extend::{SeqExtender, TimestampExtender};
@@ -264,7 +265,7 @@ pub struct Rfc4733Decoder {
     config: DecoderConfig,
     end_timeout: u64,
     gap: u64,
-    streams: HashMap<u32, SsrcState>,
+    streams: FxHashMap<u32, SsrcState>,
     events: VecDeque<DecoderEvent>,
     stats: DecoderStats,
 }
@@ -276,7 +277,7 @@ impl Rfc4733Decoder {
             end_timeout: config.clock_rate.ticks_in(config.end_timeout),
             gap: config.clock_rate.ticks_in(config.continuation_gap),
             config,
-            streams: HashMap::new(),
+            streams: FxHashMap::default(),
             events: VecDeque::new(),
             stats: DecoderStats::default(),
         }
