@@ -5,7 +5,7 @@
 //! PCMU audio every 20 ms, each with a key press every second, over Ethernet/IPv4/UDP. Then:
 //!
 //! 1. reads the file with 1 MiB reads, from a cold page cache when the kernel lets us drop it
-//!    (root, `/proc/sys/vm/drop_caches`), else warm, and says which;
+//!    (root, `/proc/sys/vm/drop_caches`), else warm, and says which; then with O_DIRECT (`dd`);
 //! 2. runs `tonegate replay --format json FILE > /dev/null` the same way, and checks the number
 //!    of key presses it printed;
 //! 3. prints MB/s and packets/s for both, and whether replay keeps up with the disk.
@@ -129,6 +129,19 @@ fn main() {
         read_s,
         read as f64 / 1e6 / read_s
     );
+
+    // The device itself, bypassing the page cache (a virtual disk may still be cached by its
+    // host; that is why both figures are printed).
+    if let Ok(out) = Command::new("dd")
+        .arg(format!("if={}", path.display()))
+        .args(["of=/dev/null", "bs=4M", "iflag=direct"])
+        .output()
+    {
+        let report = String::from_utf8_lossy(&out.stderr);
+        if let Some(line) = report.lines().last().filter(|_| out.status.success()) {
+            println!("disk read (O_DIRECT, dd): {line}");
+        }
+    }
 
     let _ = drop_caches();
     let replay = |label: &str| {

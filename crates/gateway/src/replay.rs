@@ -4,6 +4,7 @@ use std::fs::File;
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -18,6 +19,9 @@ use crate::{Format, ReplayArgs};
 
 /// Captures smaller than this replay too fast for a progress bar to be worth drawing.
 const PROGRESS_MIN_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Captures smaller than this are read before a prefetch thread would help.
+const PREFETCH_MIN_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The fixture replayed when no file is given (the README's first command).
 const BUNDLED: &str = "fixtures/rfc4733/basic.pcap";
@@ -102,6 +106,41 @@ fn replay(args: &ReplayArgs) -> anyhow::Result<Outcome> {
     let mut reader =
         CaptureReader::new(&map).with_context(|| format!("cannot replay {}", path.display()))?;
 
+    // With a cold page cache, faults on the map would leave the disk idle while the decoder
+    // works and the decoder idle while the disk works. A second thread touching every page
+    // ahead of the decoder keeps both busy (replay is single-threaded otherwise).
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        if len >= PREFETCH_MIN_BYTES {
+            scope.spawn(|| prefetch(&map, &done));
+        }
+        let outcome = decode(args, &path, len, config, &map, &mut reader);
+        done.store(true, Ordering::Relaxed);
+        outcome
+    })
+}
+
+/// Touches one byte per page, front to back, to pull the file into the page cache; stops
+/// early when decoding has ended (a damaged capture).
+fn prefetch(map: &[u8], done: &AtomicBool) {
+    let mut sum = 0u8;
+    for (i, page) in map.chunks(4096).enumerate() {
+        if i % 256 == 0 && done.load(Ordering::Relaxed) {
+            break;
+        }
+        sum = sum.wrapping_add(page[0]);
+    }
+    std::hint::black_box(sum);
+}
+
+fn decode(
+    args: &ReplayArgs,
+    path: &Path,
+    len: u64,
+    config: ReplayConfig,
+    map: &[u8],
+    reader: &mut CaptureReader<'_>,
+) -> anyhow::Result<Outcome> {
     let progress = (len >= PROGRESS_MIN_BYTES && io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::new(len);
         bar.set_style(
@@ -126,7 +165,7 @@ fn replay(args: &ReplayArgs) -> anyhow::Result<Outcome> {
                 }
                 if frames % 65_536 == 0 {
                     if let Some(bar) = &progress {
-                        bar.set_position(frame_position(&frame, &map));
+                        bar.set_position(frame_position(&frame, map));
                     }
                 }
             }
