@@ -344,7 +344,7 @@ impl Flow {
                         continue;
                     };
                     stream.summary.key_presses += 1;
-                    let offset = press.start().since(origin).as_millis();
+                    let offset = press.start().millis_from(origin);
                     presses.push(ReplayPress {
                         stream: stream.summary.id,
                         start: Millis(stream.summary.first_seen.0 + offset.0),

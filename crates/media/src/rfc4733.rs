@@ -219,8 +219,11 @@ pub struct DecoderStats {
     pub event_blocks: u64,
     /// Event blocks with duration 0, ignored.
     pub zero_duration: u64,
-    /// Event blocks that repeated a press already reported.
+    /// Event blocks that repeated a press already reported, or came from before the latest
+    /// press and could not be placed.
     pub late_copies: u64,
+    /// Redundant (RFC 2198) event blocks too short to parse, skipped.
+    pub skipped_blocks: u64,
 }
 
 /// Presses remembered after they are reported, to recognise late copies.
@@ -253,6 +256,9 @@ struct SsrcState {
     ts: TimestampExtender,
     /// Extended timestamp of the first packet seen: the origin of the stream's timeline.
     origin: u64,
+    /// Start of the newest press seen: event blocks from before it that match nothing
+    /// remembered cannot be placed in key order and are dropped.
+    latest_start: Option<u64>,
     open: Option<OpenEvent>,
     recent: VecDeque<Finished>,
 }
@@ -338,6 +344,7 @@ impl Rfc4733Decoder {
         } else {
             None
         };
+        let mut skipped = 0;
         let mut blocks: [Option<(EventPayload, u32)>; crate::red::MAX_BLOCKS + 1] =
             [None; crate::red::MAX_BLOCKS + 1];
         if let Some(red) = &red {
@@ -350,7 +357,13 @@ impl Rfc4733Decoder {
                     let ts = packet
                         .timestamp()
                         .wrapping_sub(u32::from(block.timestamp_offset));
-                    *slot = Some((EventPayload::parse(block.data)?, ts));
+                    match EventPayload::parse(block.data) {
+                        Ok(event) => *slot = Some((event, ts)),
+                        // An empty or short redundant block (senders send empty ones before
+                        // they have history) only repeats the past: skip it, keep the rest.
+                        Err(_) if !block.primary => skipped += 1,
+                        Err(e) => return Err(e),
+                    }
                 }
             }
         }
@@ -359,11 +372,13 @@ impl Rfc4733Decoder {
         }
 
         self.stats.packets += 1;
+        self.stats.skipped_blocks += skipped;
         let ssrc = packet.ssrc();
         let state = self.streams.entry(ssrc).or_insert_with(|| SsrcState {
             seq: SeqExtender::new(),
             ts: TimestampExtender::new(),
             origin: 0,
+            latest_start: None,
             open: None,
             recent: VecDeque::with_capacity(RECENT),
         });
@@ -418,18 +433,24 @@ impl Rfc4733Decoder {
 
     /// Ends presses that have had no packet for the idle timeout as of `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        for (&ssrc, state) in self.streams.iter_mut() {
-            if let Some(open) = state.open {
-                if now >= open.last_arrival + self.config.idle_timeout {
-                    Self::close(
-                        &self.config,
-                        &mut self.events,
-                        ssrc,
-                        state,
-                        Ending::IdleTimeout,
-                    );
-                }
-            }
+        let idle = self.config.idle_timeout;
+        let mut due: Vec<u32> = self
+            .streams
+            .iter()
+            .filter(|(_, s)| s.open.is_some_and(|o| now >= o.last_arrival + idle))
+            .map(|(&ssrc, _)| ssrc)
+            .collect();
+        // Same order on every run, whatever the hash map's.
+        due.sort_unstable();
+        for ssrc in due {
+            let state = self.streams.get_mut(&ssrc).expect("key just listed");
+            Self::close(
+                &self.config,
+                &mut self.events,
+                ssrc,
+                state,
+                Ending::IdleTimeout,
+            );
         }
     }
 
@@ -481,6 +502,12 @@ impl Rfc4733Decoder {
             stats.late_copies += 1;
             return;
         }
+        if state.latest_start.is_some_and(|latest| ts < latest) {
+            // From before the newest press and not a copy of one we remember (its other
+            // packets were lost): reporting it now would put a digit out of order.
+            stats.late_copies += 1;
+            return;
+        }
         if let Some(open) = state.open.as_mut() {
             let continues = open.code == code
                 && ts >= open.start
@@ -490,11 +517,6 @@ impl Rfc4733Decoder {
                 if event.end {
                     Self::close(config, events, ssrc, state, Ending::EndPacket);
                 }
-                return;
-            }
-            if ts < open.start {
-                // Older than the open press and not one we remember: too late to matter.
-                stats.late_copies += 1;
                 return;
             }
             Self::close(config, events, ssrc, state, Ending::NextEvent);
@@ -510,6 +532,7 @@ impl Rfc4733Decoder {
         };
         open.absorb(ts, event, now);
         state.open = Some(open);
+        state.latest_start = Some(ts);
         if let Some(key) = Key::from_event_code(code) {
             events.push_back(DecoderEvent::PressStarted {
                 ssrc,

@@ -79,6 +79,13 @@ impl MediaTime {
         MediaDuration::new(self.ticks.saturating_sub(earlier.ticks), self.rate)
     }
 
+    /// Signed distance from `origin` to `self` in milliseconds (negative when `self` is
+    /// earlier: a press recovered from redundancy can start before a stream's first packet).
+    pub fn millis_from(self, origin: MediaTime) -> Millis {
+        let ticks = self.ticks as f64 - origin.ticks as f64;
+        Millis(ticks * 1000.0 / f64::from(self.rate.hz()))
+    }
+
     /// This point moved forward by `d`.
     pub fn after(self, d: MediaDuration) -> MediaTime {
         MediaTime::new(self.ticks + d.ticks(), self.rate)
@@ -120,5 +127,12 @@ mod tests {
         let wide = MediaDuration::new(800, ClockRate::new(16000).unwrap());
         assert_eq!(wide.as_millis(), Millis(50.0));
         assert_eq!(ClockRate::NARROWBAND.ticks_in(Millis(25.0)), 200);
+        let rate = ClockRate::NARROWBAND;
+        let origin = MediaTime::new(1000, rate);
+        assert_eq!(
+            MediaTime::new(1800, rate).millis_from(origin),
+            Millis(100.0)
+        );
+        assert_eq!(MediaTime::new(840, rate).millis_from(origin), Millis(-20.0));
     }
 }

@@ -593,3 +593,432 @@ fn decoder_events_do_not_show_keys_in_debug_output() {
         assert_eq!(render(code), reference);
     }
 }
+
+/// M03: one end packet, not three (two copies lost): the end bit of a press's *first* packet
+/// must end it. (`an_event_made_only_of_end_packets_is_a_press` sends three copies, so the
+/// second copy ends the press even when the first packet's end bit is ignored.)
+#[test]
+fn an_event_of_a_single_end_packet_ends_on_that_packet() {
+    let mut tx = Sender::new(1, 100);
+    let mut packets = Vec::new();
+    for (i, code) in [3u8, 6, 9].into_iter().enumerate() {
+        let ts = i as u32 * 1600;
+        packets.push((ts + 800, tx.event(ts, code, true, 800)));
+    }
+    let (seen, _) = decode(DecoderConfig::default(), &timed(packets, 0));
+    assert_eq!(keys(&seen), "369");
+    assert!(
+        seen.iter()
+            .all(|s| s.ms == 100.0 && s.ending == Ending::EndPacket),
+        "{seen:?}"
+    );
+}
+
+/// M12: an update reordered behind a newer one must not shrink the press (matters when the
+/// end packets are lost and the press's length is the largest duration seen).
+#[test]
+fn a_reordered_older_update_does_not_shorten_an_open_press() {
+    let mut tx = Sender::new(1, 100);
+    let mut packets = tx.press(0, 1, 100);
+    packets.retain(|(_, p)| p[13] & 0x80 == 0); // updates 160, 320, 480, 640; ends lost
+    let (_, late) = packets.remove(2); // the 480 update ...
+    packets.push((640, late)); // ... arrives after the 640 one
+    packets.extend(tx.press(1600, 2, 100));
+    let (seen, _) = decode(DecoderConfig::default(), &timed(packets, 0));
+    assert_eq!(keys(&seen), "12");
+    assert_eq!(seen[0].ending, Ending::NextEvent);
+    assert_eq!(
+        seen[0].ms, 80.0,
+        "largest duration seen, not the last to arrive"
+    );
+}
+
+/// M13: a straggler from an earlier press that was otherwise lost entirely (so not remembered)
+/// arrives while the next press is held: it must not cut that press or report it twice.
+#[test]
+fn a_straggler_from_an_unseen_earlier_press_does_not_cut_the_open_press() {
+    let mut tx = Sender::new(1, 100);
+    let mut straggler = tx.press(0, 1, 100);
+    let (_, last) = straggler.pop().unwrap(); // key 1's last end packet, delayed
+    let mut packets = tx.press(1600, 2, 100);
+    packets.insert(2, (1600 + 2 * PTIME, last)); // arrives mid key 2
+    let (seen, events) = decode(DecoderConfig::default(), &timed(packets, 0));
+    assert_eq!(keys(&seen), "2");
+    assert_eq!(seen[0].ms, 100.0);
+    assert_eq!(seen[0].ending, Ending::EndPacket);
+    let started = events
+        .iter()
+        .filter(|e| matches!(e, DecoderEvent::PressStarted { .. }))
+        .count();
+    assert_eq!(started, 1);
+}
+
+/// M43: the same, for a straggler of the *same* key: its timestamp lies before the open
+/// press, so it must not be taken as a continuation of it (the mutated decoder underflows
+/// `ts - start` and panics).
+#[test]
+fn a_straggler_of_the_same_key_from_before_the_open_press_is_dropped() {
+    let mut tx = Sender::new(1, 100);
+    let mut straggler = tx.press(0, 5, 100);
+    let (_, last) = straggler.pop().unwrap();
+    let mut packets = tx.press(1600, 5, 100);
+    packets.insert(2, (1600 + 2 * PTIME, last));
+    let (seen, _) = decode(DecoderConfig::default(), &timed(packets, 0));
+    assert_eq!(keys(&seen), "5");
+    assert_eq!(
+        seen[0].start, 0,
+        "the open press's start (the stream's origin), not the straggler's"
+    );
+    assert_eq!(seen[0].ms, 100.0);
+}
+
+/// A 20 s press in RFC 4733 §2.5.1.3 segments (new segment timestamp = previous + `step`),
+/// with every packet from 100 ms before to 40 ms after each segment boundary lost, so the
+/// new segment starts well past the media time the press has covered.
+fn segmented_press_with_losses_at_the_boundaries(step: u32) -> Vec<(u32, Vec<u8>)> {
+    let mut tx = Sender::new(1, 100);
+    let total: u32 = 160_000;
+    let lost = |elapsed: u32| {
+        (1..=2).any(|n| {
+            let b = n * step;
+            elapsed > b - 800 && elapsed <= b + 320
+        })
+    };
+    let mut packets = Vec::new();
+    let mut segment_start = 0u32;
+    let mut elapsed = 0u32;
+    while elapsed < total {
+        elapsed = (elapsed + PTIME).min(total);
+        let mut in_segment = elapsed - segment_start;
+        if in_segment > 0xFFFF {
+            let close = tx.event(segment_start, 1, false, 0xFFFF);
+            if !lost(elapsed) {
+                packets.push((elapsed, close));
+            }
+            segment_start += step;
+            in_segment = elapsed - segment_start;
+        }
+        let end = elapsed == total;
+        for _ in 0..if end { 3 } else { 1 } {
+            let p = tx.event(segment_start, 1, end, in_segment as u16);
+            if !lost(elapsed) {
+                packets.push((elapsed, p));
+            }
+        }
+    }
+    packets
+}
+
+/// M17, M44: a new segment is recognised by its timestamp step even when the packets around
+/// the boundary are lost (the existing test sends every packet, so the new segment's timestamp
+/// is always inside the covered media time and `is_next_segment` is never needed).
+#[test]
+fn a_long_event_stays_one_press_when_packets_around_segment_boundaries_are_lost() {
+    let packets = segmented_press_with_losses_at_the_boundaries(0xFFFF);
+    let (seen, _) = decode(DecoderConfig::default(), &timed(packets, 0));
+    assert_eq!(keys(&seen), "1", "{seen:?}");
+    assert_eq!(seen[0].ms, 20_000.0);
+    assert_eq!(seen[0].ending, Ending::EndPacket);
+}
+
+/// M18: the same for senders that step segments by 0x10000.
+#[test]
+fn a_long_event_with_0x10000_segment_steps_stays_one_press_despite_losses() {
+    let packets = segmented_press_with_losses_at_the_boundaries(0x1_0000);
+    let (seen, _) = decode(DecoderConfig::default(), &timed(packets, 0));
+    assert_eq!(keys(&seen), "1", "{seen:?}");
+    assert_eq!(seen[0].ms, 20_000.0);
+}
+
+/// M26: a red payload may carry other payload types (audio) beside telephone-events; those
+/// blocks must not be parsed as events.
+#[test]
+fn red_blocks_of_other_payload_types_are_not_events() {
+    let mut tx = Sender::new(1, 100);
+    let audio = [0xFFu8; 160];
+    let mut packets = Vec::new();
+    for (ts, code) in [(0u32, 4u8), (1600, 7)] {
+        let mut d = PTIME;
+        while d <= 800 {
+            let end = d == 800;
+            for _ in 0..if end { 3 } else { 1 } {
+                let e = EventPayload {
+                    code,
+                    end,
+                    volume: 10,
+                    duration: d as u16,
+                }
+                .to_bytes();
+                // Redundant PCMU block (PT 0), primary telephone-event.
+                let payload = wrap_red(&[(0, 160, &audio[..])], 101, &e);
+                packets.push((ts + d, tx.packet(99, false, ts, &payload)));
+            }
+            d += PTIME;
+        }
+    }
+    let config = DecoderConfig {
+        red_payload_types: vec![99],
+        ..DecoderConfig::default()
+    };
+    let (seen, events) = decode(config, &timed(packets, 0));
+    assert_eq!(keys(&seen), "47");
+    assert!(seen
+        .iter()
+        .all(|s| s.ms == 100.0 && s.ending == Ending::EndPacket));
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, DecoderEvent::NonKeyEvent { .. })),
+        "audio bytes decoded as an event: {events:?}"
+    );
+}
+
+/// A sender that moves the timestamp on every packet (per-packet durations) and keeps moving
+/// it on its retransmitted end packets.
+fn moving_ts_press(
+    tx: &mut Sender,
+    start: u32,
+    code: u8,
+    lose: Option<u32>,
+) -> Vec<(u32, Vec<u8>)> {
+    let mut out = Vec::new();
+    for k in 0..7u32 {
+        let ts = start + k * PTIME;
+        let p = tx.event(ts, code, k >= 4, PTIME as u16);
+        if Some(k) != lose {
+            out.push((ts + PTIME, p));
+        }
+    }
+    out
+}
+
+/// M32 (and M35): the later end-packet copies of such a sender lie just past the press's
+/// media time; the continuation gap must cover them in the late-copy check too.
+#[test]
+fn end_copies_of_a_sender_that_moves_the_timestamp_are_not_new_presses() {
+    let mut tx = Sender::new(1, 100);
+    let mut packets = moving_ts_press(&mut tx, 0, 4, None);
+    packets.extend(moving_ts_press(&mut tx, 1600, 2, None));
+    let (seen, _) = decode(DecoderConfig::default(), &timed(packets, 0));
+    assert_eq!(keys(&seen), "42", "{seen:?}");
+    assert!(seen.iter().all(|s| s.ms == 100.0), "{seen:?}");
+}
+
+/// M35: continuation_gap is what lets a timestamp-moving sender lose a packet without the
+/// press being split in two.
+#[test]
+fn a_sender_that_moves_the_timestamp_may_lose_one_packet_per_press() {
+    for cumulative in [true, false] {
+        let mut tx = Sender::new(1, 100);
+        let mut packets = Vec::new();
+        for (start, code) in [(0u32, 4u8), (1600, 2)] {
+            for k in 0..5u32 {
+                let ts = start + k * PTIME;
+                let d = if cumulative { (k + 1) * PTIME } else { PTIME };
+                let p = tx.event(ts, code, k == 4, d as u16);
+                if k != 2 {
+                    packets.push((ts + PTIME, p));
+                }
+            }
+        }
+        let (seen, _) = decode(DecoderConfig::default(), &timed(packets, 0));
+        assert_eq!(
+            keys(&seen),
+            "42",
+            "cumulative durations: {cumulative}: {seen:?}"
+        );
+        assert!(
+            seen.iter().all(|s| s.ms == 100.0),
+            "cumulative durations: {cumulative}: {seen:?}"
+        );
+    }
+}
+
+/// M33: a duplicate end packet delayed past the next whole press is still a late copy.
+#[test]
+fn a_duplicate_delayed_past_the_next_press_is_still_a_late_copy() {
+    let mut tx = Sender::new(1, 100);
+    let mut packets = tx.press(0, 1, 100);
+    let (_, dup) = packets.last().cloned().unwrap();
+    packets.extend(tx.press(1600, 2, 100));
+    packets.push((2400 + 160, dup)); // key 1's end packet again, 200 ms late
+    let (seen, _) = decode(DecoderConfig::default(), &timed(packets, 0));
+    assert_eq!(keys(&seen), "12");
+}
+
+/// M39: a press still held when the input ends is reported by `finish`.
+#[test]
+fn a_press_still_open_at_end_of_input_is_reported_by_finish() {
+    let mut tx = Sender::new(1, 100);
+    let mut packets = tx.press(0, 9, 100);
+    packets.retain(|(_, p)| p[13] & 0x80 == 0);
+    let (seen, _) = decode(DecoderConfig::default(), &timed(packets, 0));
+    assert_eq!(
+        seen,
+        vec![Seen {
+            key: '9',
+            start: 0,
+            ms: 80.0,
+            ending: Ending::EndOfInput
+        }]
+    );
+}
+
+/// M40: audio interleaved on the same SSRC during a press (as baresip sends) must not end a
+/// press that lasts longer than end_timeout: media time is measured from the end it reached.
+#[test]
+fn audio_during_a_long_press_does_not_end_it() {
+    let mut tx = Sender::new(1, 100);
+    let mut packets = vec![(0, tx.audio(0))];
+    for (ts, p) in tx.press(0, 1, 1000) {
+        packets.push((ts, tx.audio(ts)));
+        packets.push((ts, p));
+    }
+    let (seen, _) = decode(DecoderConfig::default(), &timed(packets, 0));
+    assert_eq!(keys(&seen), "1");
+    assert_eq!(seen[0].ms, 1000.0);
+    assert_eq!(seen[0].ending, Ending::EndPacket);
+}
+
+/// M38: payload types learnt from SDP after the decoder started are used.
+#[test]
+fn payload_types_added_after_start_are_decoded() {
+    let mut tx = Sender::new(1, 100);
+    tx.pt = 96;
+    let origin = Instant::now();
+    let mut decoder = Rfc4733Decoder::new(DecoderConfig::default());
+    decoder.add_payload_types(&[96], &[98]);
+    for (ts, p) in tx.press(0, 9, 100) {
+        decoder
+            .handle_packet(origin + Duration::from_millis(u64::from(ts) / 8), &p)
+            .unwrap();
+    }
+    let mut pressed = Vec::new();
+    while let Some(e) = decoder.poll_event() {
+        if let DecoderEvent::Press { press, .. } = e {
+            pressed.push(press.key().as_char());
+        }
+    }
+    assert_eq!(pressed, vec!['9']);
+    assert_eq!(decoder.config().event_payload_types, vec![101, 96]);
+    assert_eq!(decoder.config().red_payload_types, vec![98]);
+}
+
+/// M16: the decoder discards extended sequence numbers, so their wrap is only visible through
+/// the extender itself (extend.rs unit tests cover this; they are not in these two suites).
+#[test]
+fn sequence_numbers_extend_across_the_16_bit_wrap() {
+    use tonegate_media::extend::SeqExtender;
+    let mut seq = SeqExtender::new();
+    let a = seq.extend(65535);
+    let b = seq.extend(0);
+    assert_eq!(b.wrapping_sub(a), 1);
+    assert_eq!(
+        seq.extend(65535),
+        a,
+        "a late packet from before the wrap stays before it"
+    );
+}
+
+/// M24, M27 (caught today only by the red.pcap fixture): every end packet of the first press
+/// is lost as a primary, so only the redundant copies carried by the next press's packets can
+/// end it; they are older than that packet's primary and must be handled first.
+#[test]
+fn red_redundancy_alone_can_end_a_press() {
+    let mut tx = Sender::new(1, 100);
+    let mut blocks: Vec<(u32, [u8; 4])> = Vec::new();
+    let mut arrivals: Vec<u32> = Vec::new();
+    for (ts, code) in [(0u32, 2u8), (1600, 7)] {
+        let mut d = PTIME;
+        while d <= 800 {
+            let end = d == 800;
+            for _ in 0..if end { 3 } else { 1 } {
+                let e = EventPayload {
+                    code,
+                    end,
+                    volume: 10,
+                    duration: d as u16,
+                };
+                blocks.push((ts, e.to_bytes()));
+                arrivals.push(ts + d);
+            }
+            d += PTIME;
+        }
+    }
+    let mut packets = Vec::new();
+    for i in 0..blocks.len() {
+        let (ts, primary) = blocks[i];
+        let redundant: Vec<(u8, u16, &[u8])> = blocks[i.saturating_sub(2)..i]
+            .iter()
+            .map(|(rts, b)| (101u8, (ts - rts) as u16, &b[..]))
+            .collect();
+        let payload = wrap_red(&redundant, 101, &primary);
+        packets.push((
+            u64::from(arrivals[i]) / 8,
+            tx.packet(99, false, ts, &payload),
+        ));
+    }
+    // Blocks 4..=6 are key 2's three end packets: lose all three packets whose primary they are.
+    let packets: Vec<_> = packets
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| ![4usize, 5, 6].contains(i))
+        .map(|(_, p)| p)
+        .collect();
+    let config = DecoderConfig {
+        red_payload_types: vec![99],
+        ..DecoderConfig::default()
+    };
+    let (seen, _) = decode(config, &packets);
+    assert_eq!(keys(&seen), "27");
+    assert_eq!(seen[0].ms, 100.0, "end recovered from redundancy: {seen:?}");
+    assert_eq!(seen[0].ending, Ending::EndPacket, "{seen:?}");
+}
+
+/// A red payload whose redundant telephone-event block is empty (length 0, as senders emit
+/// before they have history) makes the whole packet be refused: the valid primary end packet
+/// is lost with it.
+#[test]
+fn an_empty_redundant_block_does_not_lose_the_primary() {
+    let mut tx = Sender::new(1, 100);
+    let e = EventPayload {
+        code: 4,
+        end: true,
+        volume: 10,
+        duration: 800,
+    }
+    .to_bytes();
+    let payload = wrap_red(&[(101, 160, &[][..])], 101, &e);
+    let config = DecoderConfig {
+        red_payload_types: vec![99],
+        ..DecoderConfig::default()
+    };
+    let mut d = Rfc4733Decoder::new(config);
+    let r = d.handle_packet(Instant::now(), &tx.packet(99, false, 0, &payload));
+    assert!(r.is_ok(), "refused: {r:?}");
+}
+
+/// A straggler from an otherwise-lost earlier press is dropped if a later press is open, but
+/// reported as a new press -- after the later one, i.e. digits out of order -- if none is.
+#[test]
+fn a_straggler_of_an_unseen_earlier_press_is_never_reported_out_of_order() {
+    let mut tx = Sender::new(1, 100);
+    let mut first = tx.press(0, 1, 100);
+    let (_, straggler) = first.pop().unwrap(); // key 1: only its last end packet survives
+    let mut packets = tx.press(1600, 2, 100);
+    packets.push((2560, straggler)); // arrives 20 ms after key 2 ended
+    let origin = Instant::now();
+    let mut d = Rfc4733Decoder::new(DecoderConfig::default());
+    for (ts, p) in &packets {
+        d.handle_packet(origin + Duration::from_millis(u64::from(*ts) / 8), p)
+            .unwrap();
+    }
+    d.finish();
+    let keys: String = std::iter::from_fn(|| d.poll_event())
+        .filter_map(|e| match e {
+            DecoderEvent::Press { press, .. } => Some(press.key().as_char()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(keys, "2");
+}
