@@ -122,6 +122,14 @@ fn decode(config: DecoderConfig, packets: &[(u64, Vec<u8>)]) -> (Vec<Seen>, Vec<
     (presses, events)
 }
 
+/// How many `PressStarted` events there are.
+fn count_started(events: &[DecoderEvent]) -> usize {
+    events
+        .iter()
+        .filter(|e| matches!(e, DecoderEvent::PressStarted { .. }))
+        .count()
+}
+
 /// Arrival in ms equal to media time (ticks / 8), for senders on a steady clock.
 fn timed(packets: Vec<(u32, Vec<u8>)>, ts0: u32) -> Vec<(u64, Vec<u8>)> {
     packets
@@ -240,10 +248,7 @@ fn an_event_made_only_of_end_packets_is_a_press() {
     let (seen, events) = decode(DecoderConfig::default(), &timed(packets, 0));
     assert_eq!(keys(&seen), "369");
     assert!(seen.iter().all(|s| s.ms == 100.0));
-    let started = events
-        .iter()
-        .filter(|e| matches!(e, DecoderEvent::PressStarted { .. }))
-        .count();
+    let started = count_started(&events);
     assert_eq!(started, 3, "each press also reports its start");
 }
 
@@ -363,10 +368,7 @@ fn zero_duration_packets_are_ignored() {
     let (seen, events) = decode(DecoderConfig::default(), &timed(packets, 0));
     assert_eq!(keys(&seen), "3");
     assert_eq!(seen[0].ms, 100.0);
-    let started = events
-        .iter()
-        .filter(|e| matches!(e, DecoderEvent::PressStarted { .. }))
-        .count();
+    let started = count_started(&events);
     assert_eq!(started, 1);
 }
 
@@ -392,11 +394,10 @@ fn event_codes_above_15_are_never_digits() {
     assert_eq!(others, vec![16, 32]);
 }
 
-/// RFC 2198 with two redundant generations: every packet repeats the previous two event
-/// payloads. Drop primaries, including a press's first packet and all of another's end
-/// packets: the redundant copies must fill in, and must not double anything.
-#[test]
-fn red_payloads_are_unwrapped_and_deduplicated() {
+/// Keys 2 then 7 (100 ms each, end packet three times) sent as RFC 2198 red (PT 99) with two
+/// redundant generations: every packet repeats the previous two event payloads. The packets
+/// whose indices are in `lost` are dropped; returns the rest with arrival times in ms.
+fn red_call(lost: &[usize]) -> Vec<(u64, Vec<u8>)> {
     let mut tx = Sender::new(1, 100);
     let mut blocks: Vec<(u32, [u8; 4])> = Vec::new(); // (ts, event block) as sent
     let mut arrivals: Vec<u32> = Vec::new();
@@ -419,24 +420,31 @@ fn red_payloads_are_unwrapped_and_deduplicated() {
     }
     let mut packets = Vec::new();
     for i in 0..blocks.len() {
+        if lost.contains(&i) {
+            continue;
+        }
         let (ts, primary) = blocks[i];
         let redundant: Vec<(u8, u16, &[u8])> = blocks[i.saturating_sub(2)..i]
             .iter()
             .map(|(rts, b)| (101u8, (ts - rts) as u16, &b[..]))
             .collect();
         let payload = wrap_red(&redundant, 101, &primary);
-        let p = tx.packet(99, false, ts, &payload);
-        packets.push((u64::from(arrivals[i]) / 8, p));
+        packets.push((
+            u64::from(arrivals[i]) / 8,
+            tx.packet(99, false, ts, &payload),
+        ));
     }
+    packets
+}
+
+/// RFC 2198 with two redundant generations: every packet repeats the previous two event
+/// payloads. Drop primaries, including a press's first packet and all of another's end
+/// packets: the redundant copies must fill in, and must not double anything.
+#[test]
+fn red_payloads_are_unwrapped_and_deduplicated() {
     // Lose the first packet of key 2 and the first two end packets of key 2 (so only the third
     // end packet, and redundancy, say it ended), and the first of key 7.
-    let lost = [0usize, 5, 6, 8];
-    let packets: Vec<_> = packets
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| !lost.contains(i))
-        .map(|(_, p)| p)
-        .collect();
+    let packets = red_call(&[0, 5, 6, 8]);
     let config = DecoderConfig {
         red_payload_types: vec![99],
         ..DecoderConfig::default()
@@ -447,10 +455,7 @@ fn red_payloads_are_unwrapped_and_deduplicated() {
         .iter()
         .all(|s| s.ms == 100.0 && s.ending == Ending::EndPacket));
     assert_eq!(seen[0].start, 0, "start recovered from redundancy");
-    let started = events
-        .iter()
-        .filter(|e| matches!(e, DecoderEvent::PressStarted { .. }))
-        .count();
+    let started = count_started(&events);
     assert_eq!(started, 2);
     // Without the red payload type configured, nothing is decoded.
     let (seen, _) = decode(DecoderConfig::default(), &packets);
@@ -646,10 +651,7 @@ fn a_straggler_from_an_unseen_earlier_press_does_not_cut_the_open_press() {
     assert_eq!(keys(&seen), "2");
     assert_eq!(seen[0].ms, 100.0);
     assert_eq!(seen[0].ending, Ending::EndPacket);
-    let started = events
-        .iter()
-        .filter(|e| matches!(e, DecoderEvent::PressStarted { .. }))
-        .count();
+    let started = count_started(&events);
     assert_eq!(started, 1);
 }
 
@@ -925,46 +927,8 @@ fn sequence_numbers_extend_across_the_16_bit_wrap() {
 /// end it; they are older than that packet's primary and must be handled first.
 #[test]
 fn red_redundancy_alone_can_end_a_press() {
-    let mut tx = Sender::new(1, 100);
-    let mut blocks: Vec<(u32, [u8; 4])> = Vec::new();
-    let mut arrivals: Vec<u32> = Vec::new();
-    for (ts, code) in [(0u32, 2u8), (1600, 7)] {
-        let mut d = PTIME;
-        while d <= 800 {
-            let end = d == 800;
-            for _ in 0..if end { 3 } else { 1 } {
-                let e = EventPayload {
-                    code,
-                    end,
-                    volume: 10,
-                    duration: d as u16,
-                };
-                blocks.push((ts, e.to_bytes()));
-                arrivals.push(ts + d);
-            }
-            d += PTIME;
-        }
-    }
-    let mut packets = Vec::new();
-    for i in 0..blocks.len() {
-        let (ts, primary) = blocks[i];
-        let redundant: Vec<(u8, u16, &[u8])> = blocks[i.saturating_sub(2)..i]
-            .iter()
-            .map(|(rts, b)| (101u8, (ts - rts) as u16, &b[..]))
-            .collect();
-        let payload = wrap_red(&redundant, 101, &primary);
-        packets.push((
-            u64::from(arrivals[i]) / 8,
-            tx.packet(99, false, ts, &payload),
-        ));
-    }
-    // Blocks 4..=6 are key 2's three end packets: lose all three packets whose primary they are.
-    let packets: Vec<_> = packets
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| ![4usize, 5, 6].contains(i))
-        .map(|(_, p)| p)
-        .collect();
+    // Packets 4..=6 carry key 2's three end packets as primaries: lose all three.
+    let packets = red_call(&[4, 5, 6]);
     let config = DecoderConfig {
         red_payload_types: vec![99],
         ..DecoderConfig::default()
