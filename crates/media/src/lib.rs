@@ -50,6 +50,7 @@
 
 pub mod capture;
 pub mod extend;
+pub mod gather;
 pub mod key;
 pub mod red;
 pub mod replay;

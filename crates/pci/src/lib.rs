@@ -1,14 +1,69 @@
 //! # tonegate-pci: the sealed PCI zone
 //!
-//! This crate will be the only code in tonegate that ever holds card digits. Key presses from
-//! `tonegate-media` go in; masked events (field progress, brand and last four, outcomes) come
-//! out; the assembled card goes to a payment processor connector and nowhere else.
+//! The only code in tonegate that ever holds card digits. Key presses go in; masked events and
+//! outcomes come out; the card goes to the processor and nowhere else.
 //!
-//! It will hold the per-session card collector (field by field, with retries and media-time
-//! timeouts), card validation (Luhn, brand by IIN range, expiry, security and postal codes),
-//! bank-payment fields, and the processor connectors. See `docs/pci-boundary.md` once it lands.
+//! ```text
+//!   Key + media time ──► Collector ──► CollectEvent (masked: field, digit count, brand, errors,
+//!   (from tonegate-media)   │                          brand + last four, end reason)
+//!                           │ take_card()
+//!                           ▼
+//!                      SealedCard ──► pay(processor, card, request) ──► PaymentOutcome (masked)
+//!                      (opaque)            │ zeroed on drop
+//!                                          ▼
+//!                                   Processor (sandbox; sealed trait)
+//! ```
 //!
-//! Nothing is implemented yet: the foundation issue only reserves the crate and its place in
-//! the dependency order `gateway -> control -> pci -> media`.
+//! Every way in and out is in this file's re-exports: [`Collector`] (sans-IO: `start`,
+//! `handle_key`, `handle_timeout`/`poll_timeout` on media time, `poll_event`, `pause`,
+//! `resume`, `different_card`, `cancel`, `take_card`), the masked types it reports
+//! ([`CollectEvent`], [`MaskedCard`], [`Field`], [`CollectionError`], [`FailedReason`]),
+//! the opaque [`SealedCard`], and [`pay`] with the [`Processor`] connectors. `docs/pci-boundary.md`
+//! is the auditor's guide.
+//!
+//! ```
+//! use tonegate_media::{ClockRate, Key, MediaTime};
+//! use tonegate_pci::{CollectEvent, Collector, CollectorConfig, YearMonth};
+//!
+//! let at = |ms: u64| MediaTime::new(ms * 8, ClockRate::NARROWBAND);
+//! let mut config = CollectorConfig::new(YearMonth::new(2026, 11).unwrap());
+//! config.security_code_required = false;
+//! config.postal_code_required = false;
+//! let mut collector = Collector::new(config).unwrap();
+//! collector.start(at(0));
+//! for (i, c) in "4242424242424242#1230".chars().enumerate() {
+//!     collector.handle_key(at(1000 + 300 * i as u64), Key::from_char(c).unwrap());
+//! }
+//! let mut ready = None;
+//! while let Some(event) = collector.poll_event() {
+//!     if let CollectEvent::CardReady { card } = event {
+//!         ready = Some(card.to_string());
+//!     }
+//! }
+//! assert_eq!(ready.as_deref(), Some("visa ending 4242"));
+//! assert!(collector.take_card().is_some());
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+mod aba;
+mod brand;
+mod card;
+mod collector;
+mod expiry;
+mod luhn;
+mod outcome;
+pub mod processor;
+mod secret;
+
+pub use brand::{Brand, UnknownBrand};
+pub use card::{MaskedCard, PaymentType, SealedCard};
+pub use collector::{
+    CollectEvent, CollectionError, Collector, CollectorConfig, CollectorState, ConfigError, Field,
+    StarKey,
+};
+pub use expiry::YearMonth;
+pub use outcome::{FailedReason, PaymentOutcome};
+pub use processor::{
+    pay, Approval, Currency, MinorUnits, PaymentRequest, Processor, Refusal, TokenType,
+};

@@ -1,0 +1,248 @@
+//! Processor connectors: where the card goes, and the only place it goes.
+//!
+//! A [`Processor`] charges a card (amount > 0) or tokenizes it (amount 0). Connectors live in
+//! this crate because only this crate can read a [`SealedCard`]; the trait is sealed so no
+//! connector can be added from outside. Callers use [`pay`], which picks charge or tokenize,
+//! turns the connector's answer into a masked [`PaymentOutcome`], scrubs the processor's
+//! message, and drops (zeroes) the card.
+//!
+//! Connectors: [`sandbox::Sandbox`] (built in, deterministic test cards, no network).
+
+pub mod sandbox;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::card::{PaymentView, SealedCard};
+use crate::outcome::{sanitize, FailedReason, PaymentOutcome};
+
+/// An amount in the currency's minor units (cents for USD, yen for JPY).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct MinorUnits(pub u64);
+
+/// An ISO 4217 alphabetic currency code (three upper-case letters). Whether the code is
+/// assigned is checked by the voice payment function against its ISO 4217 table.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Currency([u8; 3]);
+
+impl Currency {
+    /// The code for `code`, upper-cased; `None` unless three ASCII letters.
+    pub fn new(code: &str) -> Option<Currency> {
+        let bytes = code.as_bytes();
+        (bytes.len() == 3 && bytes.iter().all(u8::is_ascii_alphabetic)).then(|| {
+            Currency([
+                bytes[0].to_ascii_uppercase(),
+                bytes[1].to_ascii_uppercase(),
+                bytes[2].to_ascii_uppercase(),
+            ])
+        })
+    }
+
+    /// The code, upper case.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("ASCII letters")
+    }
+}
+
+impl fmt::Debug for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What kind of token to create when tokenizing (amount 0).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TokenType {
+    /// For one later charge.
+    #[default]
+    OneTime,
+    /// For repeated charges (subscriptions).
+    Reusable,
+    /// A stored payment method.
+    PaymentMethod,
+}
+
+impl TokenType {
+    /// The configuration name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenType::OneTime => "one-time",
+            TokenType::Reusable => "reusable",
+            TokenType::PaymentMethod => "payment-method",
+        }
+    }
+}
+
+/// What to do with the card: from the start connection's response, never from the agent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PaymentRequest {
+    /// The payment session's reference: the idempotency keys derive from it.
+    pub session_reference: String,
+    /// Amount to charge; 0 tokenizes.
+    pub amount: MinorUnits,
+    /// Currency of the amount.
+    pub currency: Currency,
+    /// Free text passed to the processor.
+    pub description: Option<String>,
+    /// Passed through to the processor untouched.
+    pub processor_parameters: serde_json::Map<String, serde_json::Value>,
+    /// The token to create when the amount is 0.
+    pub token_type: Option<TokenType>,
+}
+
+impl PaymentRequest {
+    /// Whether this request tokenizes rather than charges.
+    pub fn is_tokenize(&self) -> bool {
+        self.amount.0 == 0
+    }
+
+    /// The idempotency key for one step (`charge`, `payment-method`, ...) of this session's
+    /// payment: the same session always sends the same key, so a retried request can never
+    /// charge twice.
+    pub fn idempotency_key(&self, step: &str) -> String {
+        format!("tonegate-{}-{step}", self.session_reference)
+    }
+}
+
+/// A processor said yes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Approval {
+    /// The charge's id.
+    pub transaction_id: Option<String>,
+    /// The token or payment method's id.
+    pub token_id: Option<String>,
+}
+
+/// A processor said no, or could not say.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The card was declined: `code` is the processor's decline code.
+    Declined {
+        /// Decline code (`insufficient_funds`, `do_not_honor`, `expired_card`, ...).
+        code: String,
+        /// The processor's message (sanitized by [`pay`]).
+        message: String,
+    },
+    /// The processor failed, answered something unreadable, or timed out. Never retried
+    /// blindly: the processor may have charged.
+    Error {
+        /// What happened (sanitized by [`pay`]).
+        message: String,
+    },
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+pub(crate) use sealed::Sealed;
+
+/// A payment processor connector. Sealed: implemented only by this crate's connectors, which
+/// are the only code that can read a [`SealedCard`].
+#[async_trait]
+pub trait Processor: Sealed + Send + Sync {
+    /// The connector's name (`sandbox`, `http`, `stripe`).
+    fn name(&self) -> &'static str;
+
+    /// Charges `request.amount` (> 0) to the card.
+    #[doc(hidden)]
+    async fn charge(
+        &self,
+        card: &SealedCard,
+        request: &PaymentRequest,
+    ) -> Result<Approval, Refusal>;
+
+    /// Tokenizes the card (`request.amount` is 0) as `request.token_type`.
+    #[doc(hidden)]
+    async fn tokenize(
+        &self,
+        card: &SealedCard,
+        request: &PaymentRequest,
+    ) -> Result<Approval, Refusal>;
+}
+
+/// Charges or tokenizes `card` through `processor`, and drops the card (its digits are zeroed).
+/// The outcome is masked; a processor message has any of this card's data and any long digit
+/// run removed.
+pub async fn pay(
+    processor: &dyn Processor,
+    card: SealedCard,
+    request: &PaymentRequest,
+) -> PaymentOutcome {
+    let masked = card.masked();
+    tracing::info!(
+        processor = processor.name(),
+        session = %request.session_reference,
+        card = %masked,
+        tokenize = request.is_tokenize(),
+        "sending payment to processor"
+    );
+    let result = if request.is_tokenize() {
+        processor.tokenize(&card, request).await
+    } else {
+        processor.charge(&card, request).await
+    };
+    let outcome = match result {
+        Ok(approval) => PaymentOutcome::Succeeded {
+            card: masked,
+            transaction_id: approval.transaction_id,
+            token_id: approval.token_id,
+        },
+        Err(Refusal::Declined { code, message }) => PaymentOutcome::Failed {
+            card: masked,
+            reason: FailedReason::PaymentDeclined,
+            decline_code: Some(sanitize(&scrub(&card, &code))),
+            message: sanitize(&scrub(&card, &message)),
+        },
+        Err(Refusal::Error { message }) => PaymentOutcome::Failed {
+            card: masked,
+            reason: FailedReason::ProcessorError,
+            decline_code: None,
+            message: sanitize(&scrub(&card, &message)),
+        },
+    };
+    drop(card);
+    tracing::info!(
+        processor = processor.name(),
+        session = %request.session_reference,
+        outcome = ?outcome,
+        "processor answered"
+    );
+    outcome
+}
+
+/// Removes every form of this card's own data from a processor's text.
+fn scrub(card: &SealedCard, text: &str) -> String {
+    let mut secrets: Vec<String> = Vec::new();
+    match card.expose() {
+        PaymentView::Card(c) => {
+            secrets.push(c.number.to_owned());
+            secrets.extend(c.security_code.map(str::to_owned));
+            let (mm, yyyy) = (c.expiry.month(), c.expiry.year());
+            let yy = yyyy % 100;
+            secrets.extend([
+                format!("{mm:02}/{yyyy}"),
+                format!("{mm:02}/{yy:02}"),
+                format!("{mm:02}{yy:02}"),
+                format!("{yyyy}-{mm:02}"),
+            ]);
+        }
+        PaymentView::Bank(b) => {
+            secrets.push(b.account_number.to_owned());
+            secrets.push(b.routing_number.to_owned());
+        }
+    }
+    let mut out = text.to_owned();
+    for secret in secrets.iter().filter(|s| s.len() >= 3) {
+        out = out.replace(secret.as_str(), "[redacted]");
+    }
+    out
+}
