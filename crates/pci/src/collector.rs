@@ -17,7 +17,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use tonegate_media::gather::{GatherConfig, GatherEnd, GatherStep, Gatherer};
-use tonegate_media::{Key, MediaTime, Millis};
+use tonegate_media::{Key, MediaDuration, MediaTime, Millis};
 
 use crate::aba;
 use crate::brand::{self, Brand};
@@ -239,6 +239,9 @@ pub struct Collector {
     attempt: u32,
     gather: Option<Gatherer>,
     paused_at: Option<MediaTime>,
+    /// After a field ends by reaching its length, a `#` the caller adds out of habit is not
+    /// the first key of the next field: it is dropped if it comes before this time.
+    trailing_terminator_until: Option<MediaTime>,
     entry: SecretDigits,
     brand: Option<Brand>,
     done: Vec<(Field, SecretDigits)>,
@@ -280,6 +283,7 @@ impl Collector {
             attempt: 1,
             gather: None,
             paused_at: None,
+            trailing_terminator_until: None,
             entry: SecretDigits::new(),
             brand: None,
             done: Vec::new(),
@@ -393,6 +397,14 @@ impl Collector {
         let CollectorState::Collecting(field) = self.state else {
             return;
         };
+        if self.paused_at.is_some() {
+            return;
+        }
+        if let Some(until) = self.trailing_terminator_until.take() {
+            if key.as_char() == '#' && now <= until {
+                return;
+            }
+        }
         let Some(gather) = &mut self.gather else {
             return;
         };
@@ -407,6 +419,10 @@ impl Collector {
                     self.track_brand();
                 }
                 if self.gather.as_ref().and_then(Gatherer::ended).is_some() {
+                    let rate = now.rate();
+                    let grace =
+                        MediaDuration::new(rate.ticks_in(self.config.inter_digit_timeout), rate);
+                    self.trailing_terminator_until = Some(now.after(grace));
                     self.complete_field(now);
                 }
             }
