@@ -52,6 +52,8 @@ fn request(session: &str) -> PaymentRequest {
 }
 
 #[test]
+// The literal unwraps are the point: they panic with card data in hand.
+#[allow(clippy::unnecessary_literal_unwrap)]
 fn no_card_data_in_logs_events_outcomes_debug_output_or_panics() {
     let logs = Capture::default();
     let writer = logs.clone();
