@@ -112,8 +112,9 @@ impl MessageKind {
                 "Please enter your account number, followed by the pound key."
             }
             MessageKind::ConfirmationMessage => {
-                "You entered {{ 'a bank account' if card.payment_type == 'ach-debit' else \
-                 (card.brand | default('card', true)) }} ending in {{ card.last4 }}. \
+                "You entered {% if card.payment_type == 'ach-debit' %}the bank account\
+                 {% elif card_brand_name %}the {{ card_brand_name }} card{% else %}the card\
+                 {% endif %} ending in {{ card.last4 }}. \
                  {% if amount == 0 %}Shall I save it?{% else %}Shall I charge \
                  {{ amount | money(currency) }}?{% endif %}"
             }
@@ -390,7 +391,10 @@ impl Function {
             ));
         }
         if raw.purpose.trim().is_empty() {
-            return Err(err(at_key("purpose"), "purpose is empty: say when the agent should collect a payment".into()));
+            return Err(err(
+                at_key("purpose"),
+                "purpose is empty: say when the agent should collect a payment".into(),
+            ));
         }
         let input_schema = raw
             .input_schema
@@ -412,7 +416,9 @@ impl Function {
             ("success", raw.connections.success.as_ref()),
             ("failure", raw.connections.failure.as_ref()),
         ] {
-            let Some(connection) = connection else { continue };
+            let Some(connection) = connection else {
+                continue;
+            };
             match url::Url::parse(&connection.url) {
                 Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
                 Ok(u) => {
@@ -441,8 +447,14 @@ impl Function {
         }
         let limits = raw.limits;
         for (key, value) in [
-            ("inter_digit_timeout_seconds", limits.inter_digit_timeout_seconds),
-            ("first_key_timeout_seconds", limits.first_key_timeout_seconds),
+            (
+                "inter_digit_timeout_seconds",
+                limits.inter_digit_timeout_seconds,
+            ),
+            (
+                "first_key_timeout_seconds",
+                limits.first_key_timeout_seconds,
+            ),
         ] {
             if !(value > 0.0 && value <= 300.0) {
                 return Err(err(
@@ -479,7 +491,7 @@ impl Function {
             };
             set_variables.insert(name, variable);
         }
-        for (key, _) in &raw.messages {
+        for key in raw.messages.keys() {
             if !MessageKind::ALL.iter().any(|k| k.as_str() == key) {
                 return Err(err(
                     at_key(key),
@@ -540,7 +552,10 @@ impl Function {
 
 fn describe(e: &minijinja::Error) -> String {
     match e.line() {
-        Some(line) => format!("{} (template line {line})", e.detail().unwrap_or(&e.to_string())),
+        Some(line) => format!(
+            "{} (template line {line})",
+            e.detail().unwrap_or(&e.to_string())
+        ),
         None => e.to_string(),
     }
 }
@@ -566,6 +581,7 @@ fn find_key(text: &str, key: &str) -> Option<(usize, usize)> {
         let trimmed = line.trim_start();
         let rest = trimmed.strip_prefix(key)?;
         let rest = rest.trim_start();
-        (rest.starts_with(':') || rest.starts_with('=')).then(|| (i + 1, line.len() - trimmed.len() + 1))
+        (rest.starts_with(':') || rest.starts_with('='))
+            .then(|| (i + 1, line.len() - trimmed.len() + 1))
     })
 }

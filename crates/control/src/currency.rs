@@ -74,7 +74,9 @@ pub const CURRENCIES: &[CurrencyInfo] = &[
 
 /// The ISO 4217 facts for `code` (case-insensitive), or `None` if it is not an active code.
 pub fn lookup(code: &str) -> Option<&'static CurrencyInfo> {
-    CURRENCIES.iter().find(|c| c.code.eq_ignore_ascii_case(code))
+    CURRENCIES
+        .iter()
+        .find(|c| c.code.eq_ignore_ascii_case(code))
 }
 
 /// Formats `minor` units of the currency `code` for a caller to hear: `$42.00`, `¥4,200`,

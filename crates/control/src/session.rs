@@ -552,7 +552,10 @@ impl Session {
                 if self.state != State::AwaitingCardConfirmation {
                     return Err(refuse("no card is awaiting confirmation"));
                 }
-                let start = self.start.as_ref().expect("a card implies a start response");
+                let start = self
+                    .start
+                    .as_ref()
+                    .expect("a card implies a start response");
                 let request = PaymentRequest {
                     session_reference: self.reference.clone(),
                     amount: start.amount,
@@ -667,7 +670,10 @@ impl Session {
     }
 
     fn collector_config(&self) -> CollectorConfig {
-        let start = self.start.as_ref().expect("confirmed after a start response");
+        let start = self
+            .start
+            .as_ref()
+            .expect("confirmed after a start response");
         let limits = &self.function.limits;
         let mut config = CollectorConfig::new(self.today);
         config.allowed_payment_types = start.allowed_payment_types.clone();
@@ -676,7 +682,8 @@ impl Session {
         config.min_postal_code_length = start.min_postal_code_length;
         config.valid_card_types = start.valid_card_types.clone();
         config.retry_limit = limits.per_field_retry_limit;
-        config.first_key_timeout = tonegate_media::Millis(limits.first_key_timeout_seconds * 1000.0);
+        config.first_key_timeout =
+            tonegate_media::Millis(limits.first_key_timeout_seconds * 1000.0);
         config.inter_digit_timeout =
             tonegate_media::Millis(limits.inter_digit_timeout_seconds * 1000.0);
         config.star_key = limits.star_key;
@@ -824,8 +831,14 @@ impl Session {
             ("variables", Jinja::from_serialize(&self.variables)),
             ("session_reference_id", Jinja::from(self.reference.as_str())),
             ("amount", Jinja::from(start.map(|s| s.amount.0))),
-            ("currency", Jinja::from(start.map(|s| s.currency.as_str().to_owned()))),
-            ("description", Jinja::from(start.and_then(|s| s.description.clone()))),
+            (
+                "currency",
+                Jinja::from(start.map(|s| s.currency.as_str().to_owned())),
+            ),
+            (
+                "description",
+                Jinja::from(start.and_then(|s| s.description.clone())),
+            ),
             (
                 "processor_parameters",
                 Jinja::from_serialize(start.map(|s| &s.passthrough)),
@@ -833,9 +846,18 @@ impl Session {
             ("start", Jinja::from_serialize(start.map(|s| &s.raw))),
             ("card", Jinja::from_serialize(&self.card)),
             ("card_brand", Jinja::from(self.brand.map(Brand::as_str))),
+            (
+                "card_brand_name",
+                Jinja::from(
+                    self.card
+                        .as_ref()
+                        .and_then(|c| c.brand)
+                        .map_or("", spoken_brand),
+                ),
+            ),
         ];
         pairs.extend(extra.iter().cloned());
-        pairs.into_iter().map(|(k, v)| (k, v)).collect::<Jinja>()
+        pairs.into_iter().collect::<Jinja>()
     }
 
     fn render_variables(&self) -> Result<Map<String, Value>, minijinja::Error> {
@@ -864,6 +886,20 @@ impl Session {
 
 fn context_pairs<const N: usize>(pairs: [(&'static str, Jinja); N]) -> Vec<(&'static str, Jinja)> {
     pairs.into_iter().collect()
+}
+
+/// A brand as a person says it.
+fn spoken_brand(brand: Brand) -> &'static str {
+    match brand {
+        Brand::Visa => "Visa",
+        Brand::Mastercard => "Mastercard",
+        Brand::Amex => "American Express",
+        Brand::Discover => "Discover",
+        Brand::Diners => "Diners Club",
+        Brand::Jcb => "JCB",
+        Brand::Unionpay => "UnionPay",
+        Brand::Maestro => "Maestro",
+    }
 }
 
 fn prompt_for(field: Field) -> MessageKind {

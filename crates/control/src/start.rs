@@ -66,9 +66,11 @@ impl StartDetails {
             .as_object()
             .ok_or_else(|| invalid("the body is not a JSON object"))?;
         let amount = match object.get("amount") {
-            Some(Value::Number(n)) => n
-                .as_u64()
-                .ok_or_else(|| invalid(format!("amount {n} is not a non-negative integer in minor units")))?,
+            Some(Value::Number(n)) => n.as_u64().ok_or_else(|| {
+                invalid(format!(
+                    "amount {n} is not a non-negative integer in minor units"
+                ))
+            })?,
             Some(other) => return Err(invalid(format!("amount {other} is not a number"))),
             None => return Err(invalid("amount is missing")),
         };
@@ -97,15 +99,17 @@ impl StartDetails {
         let boolean = |key: &str, default: bool| match parameters.get(key) {
             None | Some(Value::Null) => Ok(default),
             Some(Value::Bool(b)) => Ok(*b),
-            Some(other) => Err(invalid(format!("processor_parameters.{key} {other} is not true or false"))),
+            Some(other) => Err(invalid(format!(
+                "processor_parameters.{key} {other} is not true or false"
+            ))),
         };
         let min_postal_code_length = match parameters.get("min_postal_code_length") {
             None | Some(Value::Null) => 5,
-            Some(v) => v
-                .as_u64()
-                .filter(|n| (1..=10).contains(n))
-                .ok_or_else(|| invalid(format!("processor_parameters.min_postal_code_length {v} is not 1 to 10")))?
-                as usize,
+            Some(v) => v.as_u64().filter(|n| (1..=10).contains(n)).ok_or_else(|| {
+                invalid(format!(
+                    "processor_parameters.min_postal_code_length {v} is not 1 to 10"
+                ))
+            })? as usize,
         };
         let strings = |key: &str| -> Result<Vec<String>, InvalidStartResponse> {
             match parameters.get(key) {
@@ -114,11 +118,15 @@ impl StartDetails {
                     .iter()
                     .map(|item| {
                         item.as_str().map(str::to_owned).ok_or_else(|| {
-                            invalid(format!("processor_parameters.{key}: {item} is not a string"))
+                            invalid(format!(
+                                "processor_parameters.{key}: {item} is not a string"
+                            ))
                         })
                     })
                     .collect(),
-                Some(other) => Err(invalid(format!("processor_parameters.{key} {other} is not a list"))),
+                Some(other) => Err(invalid(format!(
+                    "processor_parameters.{key} {other} is not a list"
+                ))),
             }
         };
         let valid_card_types = strings("valid_card_types")?
@@ -205,7 +213,10 @@ mod tests {
         assert!(d.postal_code_required && d.security_code_required);
         assert_eq!(d.valid_card_types, [Brand::Visa, Brand::Amex]);
         assert_eq!(d.token_type, None, "token_type is for amount 0 only");
-        assert_eq!(Value::Object(d.passthrough), json!({"invoice_id": "INV-10482"}));
+        assert_eq!(
+            Value::Object(d.passthrough),
+            json!({"invoice_id": "INV-10482"})
+        );
     }
 
     #[test]
@@ -223,17 +234,44 @@ mod tests {
         let cases = [
             (json!([1]), "not a JSON object"),
             (json!({"currency": "USD"}), "amount is missing"),
-            (json!({"amount": -1, "currency": "USD"}), "non-negative integer"),
-            (json!({"amount": 42.5, "currency": "USD"}), "non-negative integer"),
+            (
+                json!({"amount": -1, "currency": "USD"}),
+                "non-negative integer",
+            ),
+            (
+                json!({"amount": 42.5, "currency": "USD"}),
+                "non-negative integer",
+            ),
             (json!({"amount": "42", "currency": "USD"}), "not a number"),
-            (json!({"amount": 1, "currency": "XYZ"}), "not an ISO 4217 code"),
+            (
+                json!({"amount": 1, "currency": "XYZ"}),
+                "not an ISO 4217 code",
+            ),
             (json!({"amount": 1}), "currency is missing"),
-            (json!({"amount": 0, "currency": "USD", "processor_parameters": {"token_type": "forever"}}), "token_type `forever`"),
-            (json!({"amount": 1, "currency": "USD", "processor_parameters": {"valid_card_types": ["visa", "dinersclub"]}}), "unknown card brand `dinersclub`"),
-            (json!({"amount": 1, "currency": "USD", "processor_parameters": {"allowed_payment_types": ["crypto"]}}), "unknown type `crypto`"),
-            (json!({"amount": 1, "currency": "USD", "processor_parameters": {"min_postal_code_length": 0}}), "min_postal_code_length"),
-            (json!({"amount": 1, "currency": "USD", "processor_parameters": {"is_postal_code_required": "yes"}}), "is_postal_code_required"),
-            (json!({"amount": 1, "currency": "USD", "processor_parameters": []}), "not an object"),
+            (
+                json!({"amount": 0, "currency": "USD", "processor_parameters": {"token_type": "forever"}}),
+                "token_type `forever`",
+            ),
+            (
+                json!({"amount": 1, "currency": "USD", "processor_parameters": {"valid_card_types": ["visa", "dinersclub"]}}),
+                "unknown card brand `dinersclub`",
+            ),
+            (
+                json!({"amount": 1, "currency": "USD", "processor_parameters": {"allowed_payment_types": ["crypto"]}}),
+                "unknown type `crypto`",
+            ),
+            (
+                json!({"amount": 1, "currency": "USD", "processor_parameters": {"min_postal_code_length": 0}}),
+                "min_postal_code_length",
+            ),
+            (
+                json!({"amount": 1, "currency": "USD", "processor_parameters": {"is_postal_code_required": "yes"}}),
+                "is_postal_code_required",
+            ),
+            (
+                json!({"amount": 1, "currency": "USD", "processor_parameters": []}),
+                "not an object",
+            ),
         ];
         for (body, says) in cases {
             let err = StartDetails::from_response(&body).unwrap_err();

@@ -37,11 +37,16 @@ mod tests {
     #[test]
     fn jinja2_python_methods_and_the_money_filter_work() {
         let env = environment();
-        let render = |src: &str| env.render_str(src, context! {
-            vars => context! { order_id => "10482" },
-            params => context! { name => "ada lovelace" },
-            amount => 4200, currency => "USD",
-        });
+        let render = |src: &str| {
+            env.render_str(
+                src,
+                context! {
+                    vars => context! { order_id => "10482" },
+                    params => context! { name => "ada lovelace" },
+                    amount => 4200, currency => "USD",
+                },
+            )
+        };
         assert_eq!(render(r#"{{vars.get("order_id")}}"#).unwrap(), "10482");
         assert_eq!(render(r#"{{vars.get("missing", "n/a")}}"#).unwrap(), "n/a");
         assert_eq!(render("{{ params.name.title() }}").unwrap(), "Ada Lovelace");
