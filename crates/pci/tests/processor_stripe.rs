@@ -16,8 +16,7 @@ use axum::Router;
 use serde_json::{json, Value};
 use support::{assert_no_card_data, bank, capture_traces, card, charge, serve, tokenize};
 use tonegate_pci::{
-    pay, FailedReason, PaymentOutcome, Processor, ProcessorConfig, ProcessorConfigError,
-    TokenType,
+    pay, FailedReason, PaymentOutcome, Processor, ProcessorConfig, ProcessorConfigError, TokenType,
 };
 
 const KEY: &str = "sk_test_tonegate";
@@ -442,8 +441,7 @@ async fn processor_error(fault: Fault, path: &str, timeout_ms: u64) -> (Mock, St
 
 #[tokio::test]
 async fn a_server_error_is_a_processor_error() {
-    let (mock, message) =
-        processor_error(Fault::ServerError, "/v1/payment_intents", 5_000).await;
+    let (mock, message) = processor_error(Fault::ServerError, "/v1/payment_intents", 5_000).await;
     assert!(message.contains("500"), "{message}");
     assert_eq!(mock.lock().unwrap().payment_intents, 0);
 }
@@ -465,26 +463,35 @@ async fn a_timeout_is_a_processor_error_and_is_not_retried() {
         300,
     )
     .await;
-    assert!(started.elapsed() < Duration::from_secs(3), "bounded by the connector timeout");
-    assert!(message.contains("did not answer within 300 ms"), "{message}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "bounded by the connector timeout"
+    );
+    assert!(
+        message.contains("did not answer within 300 ms"),
+        "{message}"
+    );
     // Stripe charged although the answer never arrived; the connector did not retry.
     assert_eq!(mock.lock().unwrap().payment_intents, 1);
     assert_eq!(mock.lock().unwrap().requests.len(), 2);
-
 }
 
 #[tokio::test]
 async fn a_retried_payment_after_a_timeout_replays_instead_of_charging_again() {
     let (mock, base) = stripe_server().await;
-    mock.lock()
-        .unwrap()
-        .faults
-        .insert("/v1/payment_intents".to_owned(), Fault::Slow(Duration::from_secs(3)));
+    mock.lock().unwrap().faults.insert(
+        "/v1/payment_intents".to_owned(),
+        Fault::Slow(Duration::from_secs(3)),
+    );
     let stripe = connector(&base, 300);
     let request = charge("R1", 1999);
     let first = tokio::time::timeout(
         BOUND,
-        pay(&*stripe, card("4242424242424242", "0731", "837", "94107"), &request),
+        pay(
+            &*stripe,
+            card("4242424242424242", "0731", "837", "94107"),
+            &request,
+        ),
     )
     .await
     .unwrap();
@@ -497,14 +504,23 @@ async fn a_retried_payment_after_a_timeout_replays_instead_of_charging_again() {
     ));
     let second = tokio::time::timeout(
         BOUND,
-        pay(&*stripe, card("4242424242424242", "0731", "837", "94107"), &request),
+        pay(
+            &*stripe,
+            card("4242424242424242", "0731", "837", "94107"),
+            &request,
+        ),
     )
     .await
     .unwrap();
     let PaymentOutcome::Succeeded { transaction_id, .. } = &second else {
         panic!("{second:?}")
     };
-    let third = pay(&*stripe, card("4242424242424242", "0731", "837", "94107"), &request).await;
+    let third = pay(
+        &*stripe,
+        card("4242424242424242", "0731", "837", "94107"),
+        &request,
+    )
+    .await;
     assert_eq!(second, third);
 
     let mock = mock.lock().unwrap();
@@ -530,7 +546,12 @@ async fn a_different_card_in_the_same_session_meets_stripes_idempotency_check() 
     let (mock, base) = stripe_server().await;
     let stripe = connector(&base, 5_000);
     let request = charge("C1", 700);
-    let first = pay(&*stripe, card("4000000000009995", "0731", "837", "94107"), &request).await;
+    let first = pay(
+        &*stripe,
+        card("4000000000009995", "0731", "837", "94107"),
+        &request,
+    )
+    .await;
     assert!(matches!(
         first,
         PaymentOutcome::Failed {
@@ -538,7 +559,12 @@ async fn a_different_card_in_the_same_session_meets_stripes_idempotency_check() 
             ..
         }
     ));
-    let second = pay(&*stripe, card("4242424242424242", "0731", "837", "94107"), &request).await;
+    let second = pay(
+        &*stripe,
+        card("4242424242424242", "0731", "837", "94107"),
+        &request,
+    )
+    .await;
     let PaymentOutcome::Failed {
         reason, message, ..
     } = &second
@@ -578,7 +604,12 @@ async fn a_wrong_secret_key_is_a_processor_error() {
 async fn bank_debits_are_refused_without_a_request() {
     let (mock, base) = stripe_server().await;
     let stripe = connector(&base, 5_000);
-    let outcome = pay(&*stripe, bank("110000000", "000123456789"), &charge("B1", 100)).await;
+    let outcome = pay(
+        &*stripe,
+        bank("110000000", "000123456789"),
+        &charge("B1", 100),
+    )
+    .await;
     let PaymentOutcome::Failed {
         reason, message, ..
     } = outcome
@@ -617,10 +648,10 @@ fn stripe_configs_are_checked() {
         build(json!({"type": "stripe", "secret_key": KEY, "timeout_ms": 0})),
         Some(ProcessorConfigError::ZeroTimeout)
     ));
-    assert!(
-        serde_json::from_value::<ProcessorConfig>(json!({"type": "stripe", "secret_key": KEY, "typo": 1}))
-            .is_err()
-    );
+    assert!(serde_json::from_value::<ProcessorConfig>(
+        json!({"type": "stripe", "secret_key": KEY, "typo": 1})
+    )
+    .is_err());
     let sandbox: ProcessorConfig = toml::from_str("type = \"sandbox\"").unwrap();
     assert_eq!(sandbox.build().unwrap().name(), "sandbox");
 }
@@ -635,7 +666,11 @@ async fn no_card_data_leaks_from_stripe_runs() {
         ("L1", "4242424242424242", None),
         ("L2", "4000000000009995", None),
         ("L3", "4242424242424242", Some(Fault::ServerError)),
-        ("L4", "4242424242424242", Some(Fault::Slow(Duration::from_secs(3)))),
+        (
+            "L4",
+            "4242424242424242",
+            Some(Fault::Slow(Duration::from_secs(3))),
+        ),
     ];
     for (session, number, fault) in runs {
         if let Some(fault) = fault {
@@ -646,17 +681,30 @@ async fn no_card_data_leaks_from_stripe_runs() {
         }
         let outcome = tokio::time::timeout(
             BOUND,
-            pay(&*stripe, card(number, "0731", "837", "94107"), &charge(session, 1999)),
+            pay(
+                &*stripe,
+                card(number, "0731", "837", "94107"),
+                &charge(session, 1999),
+            ),
         )
         .await
         .unwrap();
         outcomes.push((number, outcome));
     }
     let logs = captured.text();
-    assert!(logs.contains("sending request"), "tracing was captured:\n{logs}");
+    assert!(
+        logs.contains("sending request"),
+        "tracing was captured:\n{logs}"
+    );
     for (number, outcome) in &outcomes {
         assert_no_card_data("the logs", &logs, number, "0731", "837");
-        assert_no_card_data("the outcome", &format!("{outcome:?}"), number, "0731", "837");
+        assert_no_card_data(
+            "the outcome",
+            &format!("{outcome:?}"),
+            number,
+            "0731",
+            "837",
+        );
         assert_no_card_data(
             "the outcome's JSON",
             &serde_json::to_string(outcome).unwrap(),

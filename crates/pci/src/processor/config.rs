@@ -39,7 +39,7 @@ pub enum ProcessorConfig {
     /// The built-in sandbox: test cards, no network.
     Sandbox(SandboxConfig),
     /// A generic JSON connector for the customer's own gateway or vault.
-    Http(HttpConfig),
+    Http(Box<HttpConfig>),
     /// The Stripe API.
     Stripe(StripeConfig),
 }
@@ -55,9 +55,7 @@ impl ProcessorConfig {
     /// Checks the configuration and builds the connector.
     pub fn build(&self) -> Result<Box<dyn Processor>, ProcessorConfigError> {
         Ok(match self {
-            ProcessorConfig::Sandbox(config) => {
-                Box::new(Sandbox::new(timeout(config.timeout_ms)?))
-            }
+            ProcessorConfig::Sandbox(config) => Box::new(Sandbox::new(timeout(config.timeout_ms)?)),
             ProcessorConfig::Http(config) => Box::new(HttpProcessor::new(config)?),
             ProcessorConfig::Stripe(config) => Box::new(StripeProcessor::new(config)?),
         })
@@ -360,7 +358,9 @@ pub(crate) fn parse_url(field: &'static str, url: &str) -> Result<Url, Processor
         other => return Err(bad(format!("the scheme must be https, not {other}"))),
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(bad("credentials belong in `auth`, not in the URL".to_owned()));
+        return Err(bad(
+            "credentials belong in `auth`, not in the URL".to_owned()
+        ));
     }
     Ok(parsed)
 }

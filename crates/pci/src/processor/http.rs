@@ -118,7 +118,8 @@ impl HttpProcessor {
                 &format!("Bearer {}", token.expose_secret()),
             )?),
             HttpAuth::Basic { username, password } => {
-                let credentials = Zeroizing::new(format!("{username}:{}", password.expose_secret()));
+                let credentials =
+                    Zeroizing::new(format!("{username}:{}", password.expose_secret()));
                 let encoded = Zeroizing::new(
                     base64::engine::general_purpose::STANDARD.encode(credentials.as_bytes()),
                 );
@@ -139,7 +140,11 @@ impl HttpProcessor {
                     header: header_name(&hmac.header)?,
                     encoding: hmac.encoding,
                     prefix: hmac.prefix.clone(),
-                    timestamp_header: hmac.timestamp_header.as_deref().map(header_name).transpose()?,
+                    timestamp_header: hmac
+                        .timestamp_header
+                        .as_deref()
+                        .map(header_name)
+                        .transpose()?,
                 }
             }
         };
@@ -208,7 +213,12 @@ impl HttpProcessor {
         serde_json::from_slice::<serde::de::IgnoredAny>(body.as_bytes()).map_err(|e| {
             ProcessorConfigError::TemplateNotJson {
                 template,
-                reason: format!("line {} column {}: {:?}", e.line(), e.column(), e.classify()),
+                reason: format!(
+                    "line {} column {}: {:?}",
+                    e.line(),
+                    e.column(),
+                    e.classify()
+                ),
             }
         })?;
         Ok(())
@@ -282,15 +292,16 @@ impl HttpProcessor {
             session_reference: &request.session_reference,
             idempotency_key: &idempotency_key,
         };
-        let body = self.render(template, &context).map_err(|e| Refusal::Error {
-            // The kind and line only: a render error's detail could quote a value.
-            message: format!(
-                "the {template} failed to render (line {}: {})",
-                e.line().unwrap_or(0),
-                e.kind()
-            ),
-        })?;
-        drop(context);
+        let body = self
+            .render(template, &context)
+            .map_err(|e| Refusal::Error {
+                // The kind and line only: a render error's detail could quote a value.
+                message: format!(
+                    "the {template} failed to render (line {}: {})",
+                    e.line().unwrap_or(0),
+                    e.kind()
+                ),
+            })?;
 
         let mut builder = self
             .client
@@ -335,7 +346,12 @@ impl HttpProcessor {
             "sending request"
         );
         let (status, answer) = exchange(builder.body(body.into_body()), self.timeout).await?;
-        tracing::debug!(connector = "http", step, status = status.as_u16(), "answered");
+        tracing::debug!(
+            connector = "http",
+            step,
+            status = status.as_u16(),
+            "answered"
+        );
         interpret(&self.mapping, tokenize, status, &answer)
     }
 }
@@ -677,7 +693,12 @@ mod tests {
             plain,
             "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
         );
-        let stamped = sign(&secret, Some("1700000000"), b"{}", SignatureEncoding::Base64);
+        let stamped = sign(
+            &secret,
+            Some("1700000000"),
+            b"{}",
+            SignatureEncoding::Base64,
+        );
         let manual = sign(&secret, None, b"1700000000.{}", SignatureEncoding::Base64);
         assert_eq!(stamped, manual);
     }
@@ -715,7 +736,9 @@ mod tests {
                 message: "no".to_owned()
             })
         );
-        assert!(matches!(ok(402, "{}", false), Err(Refusal::Declined { code, .. }) if code == "declined"));
+        assert!(
+            matches!(ok(402, "{}", false), Err(Refusal::Declined { code, .. }) if code == "declined")
+        );
         assert!(matches!(
             ok(422, r#"{"decline":{"code":"expired_card"}}"#, false),
             Err(Refusal::Declined { code, .. }) if code == "expired_card"
@@ -729,6 +752,9 @@ mod tests {
             ok(302, r#"{"status":"approved"}"#, false),
             Err(Refusal::Error { .. })
         ));
-        assert!(matches!(ok(200, "<html>", false), Err(Refusal::Error { .. })));
+        assert!(matches!(
+            ok(200, "<html>", false),
+            Err(Refusal::Error { .. })
+        ));
     }
 }

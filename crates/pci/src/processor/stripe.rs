@@ -111,7 +111,12 @@ impl StripeProcessor {
         if let Some(version) = &self.api_version {
             builder = builder.header("Stripe-Version", version);
         }
-        tracing::debug!(connector = "stripe", path, idempotency_key, "sending request");
+        tracing::debug!(
+            connector = "stripe",
+            path,
+            idempotency_key,
+            "sending request"
+        );
         let (status, answer) = exchange(builder.body(form.0.into_body()), self.timeout).await?;
         tracing::debug!(
             connector = "stripe",
@@ -145,8 +150,7 @@ impl StripeProcessor {
                 &request.idempotency_key("payment-method"),
             )
             .await?;
-        string_at(&payment_method, "/id")
-            .ok_or_else(|| malformed("the PaymentMethod has no id"))
+        string_at(&payment_method, "/id").ok_or_else(|| malformed("the PaymentMethod has no id"))
     }
 
     fn intent_form(request: &PaymentRequest, payment_method: &str) -> Form {
@@ -306,7 +310,8 @@ fn read_answer(status: StatusCode, answer: &[u8]) -> Result<Value, Refusal> {
 
 /// The intent's id when it succeeded; otherwise what its status means.
 fn intent_succeeded(intent: &Value, object: &str) -> Result<String, Refusal> {
-    let id = string_at(intent, "/id").ok_or_else(|| malformed(&format!("the {object} has no id")))?;
+    let id =
+        string_at(intent, "/id").ok_or_else(|| malformed(&format!("the {object} has no id")))?;
     let status = string_at(intent, "/status")
         .ok_or_else(|| malformed(&format!("the {object} has no status")))?;
     let error = intent
@@ -337,9 +342,7 @@ fn intent_succeeded(intent: &Value, object: &str) -> Result<String, Refusal> {
             message: error_message(),
         }),
         "processing" => Err(Refusal::Error {
-            message: format!(
-                "the {object} {id} is still processing; its result is not known yet"
-            ),
+            message: format!("the {object} {id} is still processing; its result is not known yet"),
         }),
         other => Err(Refusal::Error {
             message: format!("the {object} {id} ended in status {other}"),
