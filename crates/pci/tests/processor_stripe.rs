@@ -458,17 +458,17 @@ async fn a_malformed_body_is_a_processor_error() {
 async fn a_timeout_is_a_processor_error_and_is_not_retried() {
     let started = std::time::Instant::now();
     let (mock, message) = processor_error(
-        Fault::Slow(Duration::from_secs(3)),
+        Fault::Slow(Duration::from_secs(5)),
         "/v1/payment_intents",
-        300,
+        1_000,
     )
     .await;
     assert!(
-        started.elapsed() < Duration::from_secs(3),
+        started.elapsed() < Duration::from_secs(5),
         "bounded by the connector timeout"
     );
     assert!(
-        message.contains("did not answer within 300 ms"),
+        message.contains("did not answer within 1000 ms"),
         "{message}"
     );
     // Stripe charged although the answer never arrived; the connector did not retry.
@@ -481,9 +481,9 @@ async fn a_retried_payment_after_a_timeout_replays_instead_of_charging_again() {
     let (mock, base) = stripe_server().await;
     mock.lock().unwrap().faults.insert(
         "/v1/payment_intents".to_owned(),
-        Fault::Slow(Duration::from_secs(3)),
+        Fault::Slow(Duration::from_secs(5)),
     );
-    let stripe = connector(&base, 300);
+    let stripe = connector(&base, 1_000);
     let request = charge("R1", 1999);
     let first = tokio::time::timeout(
         BOUND,
@@ -660,7 +660,7 @@ fn stripe_configs_are_checked() {
 async fn no_card_data_leaks_from_stripe_runs() {
     let (captured, _guard) = capture_traces();
     let (mock, base) = stripe_server().await;
-    let stripe = connector(&base, 300);
+    let stripe = connector(&base, 1_000);
     let mut outcomes = Vec::new();
     let runs: [(&str, &str, Option<Fault>); 4] = [
         ("L1", "4242424242424242", None),
@@ -669,7 +669,7 @@ async fn no_card_data_leaks_from_stripe_runs() {
         (
             "L4",
             "4242424242424242",
-            Some(Fault::Slow(Duration::from_secs(3))),
+            Some(Fault::Slow(Duration::from_secs(5))),
         ),
     ];
     for (session, number, fault) in runs {
