@@ -99,7 +99,6 @@ impl SealedCard {
 
 /// Card fields as a processor connector needs them. Card data: built only inside this crate,
 /// for the duration of one processor call.
-#[allow(dead_code)] // postal_code and brand are read by the http and stripe connectors
 pub(crate) struct CardView<'a> {
     pub(crate) number: &'a str,
     pub(crate) expiry: YearMonth,

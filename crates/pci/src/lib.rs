@@ -67,3 +67,7 @@ pub use outcome::{FailedReason, PaymentOutcome};
 pub use processor::{
     pay, Approval, Currency, MinorUnits, PaymentRequest, Processor, Refusal, TokenType,
 };
+pub use processor::{
+    HmacAuth, HttpAuth, HttpConfig, HttpMethod, ProcessorConfig, ProcessorConfigError,
+    ResponseMapping, SandboxConfig, SignatureEncoding, StripeConfig,
+};

@@ -6,9 +6,24 @@
 //! turns the connector's answer into a masked [`PaymentOutcome`], scrubs the processor's
 //! message, and drops (zeroes) the card.
 //!
-//! Connectors: [`sandbox::Sandbox`] (built in, deterministic test cards, no network).
+//! Connectors, chosen by a [`ProcessorConfig`] (`type: sandbox | http | stripe`):
+//! - [`sandbox::Sandbox`]: built in, the default, deterministic test cards, no network;
+//! - [`http::HttpProcessor`]: a generic JSON connector for the customer's own gateway or vault
+//!   (templated body, bearer/basic/HMAC auth, answer read by JSON pointers);
+//! - [`stripe::StripeProcessor`]: the Stripe API (PaymentMethod, then a confirming
+//!   PaymentIntent or SetupIntent).
+//!
+//! `docs/processors.md` describes each one's configuration, requests and answer mapping.
 
+pub mod config;
+pub mod http;
 pub mod sandbox;
+pub mod stripe;
+
+pub use config::{
+    HmacAuth, HttpAuth, HttpConfig, HttpMethod, ProcessorConfig, ProcessorConfigError,
+    ResponseMapping, SandboxConfig, SignatureEncoding, StripeConfig,
+};
 
 use std::fmt;
 
