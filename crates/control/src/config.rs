@@ -305,6 +305,8 @@ pub struct Function {
     pub connections: Connections,
     /// Collection limits.
     pub limits: Limits,
+    /// Message template sources, defaults filled in.
+    messages: BTreeMap<MessageKind, String>,
     /// Templates: `set_variables.NAME` and `messages.KIND`.
     pub(crate) env: Environment<'static>,
 }
@@ -502,12 +504,14 @@ impl Function {
                 ));
             }
         }
+        let mut messages = BTreeMap::new();
         for kind in MessageKind::ALL {
             let source = raw
                 .messages
                 .get(kind.as_str())
                 .cloned()
                 .unwrap_or_else(|| kind.default_template().to_owned());
+            messages.insert(kind, source.clone());
             env.add_template_owned(format!("messages.{}", kind.as_str()), source)
                 .map_err(|e| {
                     err(
@@ -524,8 +528,16 @@ impl Function {
             set_variables,
             connections: raw.connections,
             limits,
+            messages,
             env,
         })
+    }
+
+    /// The template source of a message: the configured one, or the default.
+    pub fn message_template(&self, kind: MessageKind) -> &str {
+        self.messages
+            .get(&kind)
+            .map_or(kind.default_template(), String::as_str)
     }
 
     /// Checks input parameters against the input schema; the errors say which and why.

@@ -1,8 +1,10 @@
 //! `tonegate`: the DTMF gateway for secure voice payments.
 //!
-//! Only `replay` exists so far: it reads a pcap or pcapng capture and prints the caller's key
-//! presses decoded from RFC 4733 telephone-events. `serve` and `demo` come with later issues.
+//! `replay` reads a pcap or pcapng capture and prints the caller's key presses decoded from
+//! RFC 4733 telephone-events; `check-config` validates a voice payment function file. `serve`
+//! and `demo` come with later issues.
 
+mod check_config;
 mod replay;
 
 use std::path::PathBuf;
@@ -27,6 +29,33 @@ enum Command {
     /// (missing file, not a capture, unsupported link type, no RTP), 3 when the capture is
     /// damaged part-way: the presses before the damage are printed and stderr says where.
     Replay(ReplayArgs),
+    /// Check a voice payment function file (YAML, or TOML for `.toml`) and summarise it.
+    ///
+    /// Exit status 0 when the file is valid, 1 with the file, line and column of the first
+    /// problem otherwise.
+    CheckConfig(CheckConfigArgs),
+}
+
+/// Options of `tonegate check-config`.
+#[derive(Debug, clap::Args)]
+struct CheckConfigArgs {
+    /// The function file.
+    file: PathBuf,
+    /// Also print the function as LLM tool definitions.
+    #[arg(long, value_enum)]
+    tools: Option<ToolsFormat>,
+    /// Also print every message template in use (the file's, or the default).
+    #[arg(long)]
+    messages: bool,
+}
+
+/// Tool-definition shapes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ToolsFormat {
+    /// OpenAI-style `{"type": "function", "function": {...}}`.
+    Openai,
+    /// Anthropic-style `{"name", "description", "input_schema"}`.
+    Anthropic,
 }
 
 /// Options of `tonegate replay`.
@@ -69,5 +98,6 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Replay(args) => replay::run(args),
+        Command::CheckConfig(args) => check_config::run(args),
     }
 }

@@ -11,7 +11,7 @@
 //!                      SealedCard ──► pay(processor, card, request) ──► PaymentOutcome (masked)
 //!                      (opaque)            │ zeroed on drop
 //!                                          ▼
-//!                                   Processor (sandbox; sealed trait)
+//!                                   Processor (sealed trait: sandbox, http, stripe)
 //! ```
 //!
 //! Every way in and out is in this file's re-exports: [`Collector`] (sans-IO: `start`,

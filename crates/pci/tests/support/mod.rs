@@ -168,9 +168,11 @@ pub async fn serve_tls(router: Router, config: Arc<rustls::ServerConfig>) -> Soc
     addr
 }
 
-/// Everything `tracing` writes at TRACE while the returned guard lives (on this thread: the
-/// tests run on tokio's current-thread runtime, so the connector, reqwest and the mock all log
-/// here).
+/// Everything `tracing` writes at TRACE, from every test of this binary: one global
+/// subscriber, installed once. (A thread-local `set_default` per test is not enough: tracing
+/// caches each callsite's interest globally, so a test running in parallel without a
+/// subscriber can switch a callsite off for everyone.) Other tests' logs being in the buffer
+/// only makes the leak checks stricter.
 #[derive(Clone, Default)]
 pub struct Captured(Arc<Mutex<Vec<u8>>>);
 
@@ -191,16 +193,24 @@ impl io::Write for Captured {
     }
 }
 
-pub fn capture_traces() -> (Captured, tracing::subscriber::DefaultGuard) {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .without_time()
-        .with_writer(move || writer.clone())
-        .finish();
-    (captured, tracing::subscriber::set_default(subscriber))
+pub fn capture_traces() -> (Captured, ()) {
+    static GLOBAL: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    let captured = GLOBAL
+        .get_or_init(|| {
+            let captured = Captured::default();
+            let writer = captured.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::TRACE)
+                .with_ansi(false)
+                .without_time()
+                .with_writer(move || writer.clone())
+                .finish();
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("no other global subscriber in this test binary");
+            captured
+        })
+        .clone();
+    (captured, ())
 }
 
 /// Whether `needle` occurs in `text` as a number of its own (not inside a longer digit run,
