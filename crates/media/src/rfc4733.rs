@@ -306,6 +306,14 @@ impl Rfc4733Decoder {
             .map(|s| MediaTime::new(s.origin, self.config.clock_rate))
     }
 
+    /// The latest media time seen from `ssrc` (its highest extended timestamp).
+    pub fn latest(&self, ssrc: u32) -> Option<MediaTime> {
+        self.streams
+            .get(&ssrc)
+            .and_then(|s| s.ts.highest())
+            .map(|t| MediaTime::new(t, self.config.clock_rate))
+    }
+
     /// Adds telephone-event and red payload types (learnt from SDP after the decoder started).
     pub fn add_payload_types(&mut self, event: &[u8], red: &[u8]) {
         for &pt in event {
