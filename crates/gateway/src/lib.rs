@@ -3,3 +3,6 @@
 
 pub mod call;
 pub mod clock;
+pub mod demo;
+pub mod sdp;
+pub mod serve;

@@ -34,6 +34,46 @@ enum Command {
     /// Exit status 0 when the file is valid, 1 with the file, line and column of the first
     /// problem otherwise.
     CheckConfig(CheckConfigArgs),
+    /// Run the gateway: calls over UDP/RTP, the telephony and agent HTTP APIs, connections.
+    ///
+    /// Works with no arguments on built-in defaults (sandbox processor, the example function,
+    /// 127.0.0.1:8080); `--config FILE` and `TONEGATE_*` environment variables override them.
+    Serve(ServeArgs),
+    /// One command that shows the whole product: starts the gateway, stand-ins for the
+    /// customer's endpoints and a caller sending RTP key presses over 127.0.0.1, and prints
+    /// what the agent side sees and what the endpoints receive.
+    Demo(DemoArgs),
+}
+
+/// Options of `tonegate serve`.
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// A YAML config file (see docs/serve.md).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// Options of `tonegate demo`.
+#[derive(Debug, clap::Args)]
+struct DemoArgs {
+    /// The card the caller types (a sandbox test card decides the outcome).
+    #[arg(long, default_value = "4242424242424242")]
+    card: String,
+    /// Milliseconds between RTP packets (20 is real time).
+    #[arg(long, default_value_t = 20)]
+    pace_ms: u64,
+}
+
+/// Log output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Options of `tonegate check-config`.
@@ -99,5 +139,94 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Replay(args) => replay::run(args),
         Command::CheckConfig(args) => check_config::run(args),
+        Command::Serve(args) => serve(args),
+        Command::Demo(args) => demo(args),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    match args.log_format {
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init(),
+    }
+    let result = runtime().block_on(async {
+        let mut config = tonegate::serve::ServeConfig::load(args.config.as_deref())?;
+        for (tokens, name) in [
+            (&mut config.telephony_tokens, "telephony"),
+            (&mut config.agent_tokens, "agent"),
+        ] {
+            if tokens.is_empty() {
+                let token = format!("{name}-{:016x}", rand_token());
+                tracing::warn!(
+                    "no {name} token configured: using {token} (set TONEGATE_{}_TOKEN)",
+                    name.to_uppercase()
+                );
+                tokens.push(token);
+            }
+        }
+        let running = tonegate::serve::Gateway::start(config, None).await?;
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        running.stop().await;
+        anyhow::Ok(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tonegate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A token nobody can guess from the outside: the clock and the process id, hashed.
+fn rand_token() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn demo(args: DemoArgs) -> ExitCode {
+    let pace = std::time::Duration::from_millis(args.pace_ms);
+    match runtime().block_on(tonegate::demo::run(&args.card, pace)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tonegate demo: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
