@@ -50,6 +50,9 @@
 
 pub mod capture;
 pub mod extend;
+pub mod g711;
+pub mod goertzel;
+pub mod inband;
 pub mod key;
 pub mod red;
 pub mod replay;
