@@ -48,7 +48,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod audio;
 pub mod capture;
+pub mod dedup;
 pub mod extend;
 pub mod g711;
 pub mod goertzel;
@@ -60,6 +62,7 @@ pub mod rfc4733;
 pub mod sdp;
 pub mod time;
 pub mod udp;
+pub mod wav;
 
 pub use key::{Dbm0, Key, KeyPress, Source};
 pub use time::{ClockRate, MediaDuration, MediaTime, Millis};
