@@ -154,21 +154,29 @@ impl Bank {
         let mut s2a = [0.0f32; 8];
         let mut s1b = [0.0f32; 8];
         let mut s2b = [0.0f32; 8];
-        let mut energy = [0.0f32; 2];
+        // Only the recursions in this loop: with the energy sum in it too, SSE's sixteen
+        // registers spill (measured: 2x slower).
         for (&xa, &xb) in a.iter().zip(b) {
             for k in 0..8 {
-                let ta = xa + self.coef[k] * s1a[k] - s2a[k];
+                // (x - s2) does not wait for s1: the chain per sample is one multiply and
+                // one add, not a multiply and two adds.
+                let ta = (xa - s2a[k]) + self.coef[k] * s1a[k];
                 s2a[k] = s1a[k];
                 s1a[k] = ta;
-                let tb = xb + self.coef[k] * s1b[k] - s2b[k];
+                let tb = (xb - s2b[k]) + self.coef[k] * s1b[k];
                 s2b[k] = s1b[k];
                 s1b[k] = tb;
             }
-            energy[0] += xa * xa;
-            energy[1] += xb * xb;
+        }
+        // Eight partial sums, so the sum vectorises.
+        let mut lanes = [0.0f32; 8];
+        for chunk in block.chunks_exact(8) {
+            for (l, &x) in lanes.iter_mut().zip(chunk) {
+                *l += x * x;
+            }
         }
         let mut out = BlockSpectrum {
-            energy: energy[0] + energy[1],
+            energy: lanes.iter().sum(),
             ..BlockSpectrum::default()
         };
         for k in 0..8 {
