@@ -102,7 +102,11 @@ fn in_order(want: &str, got: &str) -> usize {
         let mut diagonal = 0;
         for (j, &b) in g.iter().enumerate() {
             let above = row[j + 1];
-            row[j + 1] = if a == b { diagonal + 1 } else { above.max(row[j]) };
+            row[j + 1] = if a == b {
+                diagonal + 1
+            } else {
+                above.max(row[j])
+            };
             diagonal = above;
         }
     }
@@ -111,10 +115,14 @@ fn in_order(want: &str, got: &str) -> usize {
 
 fn conformance(args: &ConformanceArgs) -> anyhow::Result<bool> {
     let manifest_path = args.dir.join("manifest.toml");
-    let text = std::fs::read_to_string(&manifest_path)
-        .with_context(|| format!("cannot read {} (generate it with scripts/gen_inband.py)", manifest_path.display()))?;
-    let manifest: Manifest =
-        toml::from_str(&text).with_context(|| format!("cannot parse {}", manifest_path.display()))?;
+    let text = std::fs::read_to_string(&manifest_path).with_context(|| {
+        format!(
+            "cannot read {} (generate it with scripts/gen_inband.py)",
+            manifest_path.display()
+        )
+    })?;
+    let manifest: Manifest = toml::from_str(&text)
+        .with_context(|| format!("cannot parse {}", manifest_path.display()))?;
     let spandsp = Spandsp::find(args.spandsp.as_deref());
     if spandsp.is_none() && args.require_spandsp {
         bail!("the spandsp harness was not found; build it with scripts/spandsp.sh");
@@ -145,11 +153,24 @@ fn conformance(args: &ConformanceArgs) -> anyhow::Result<bool> {
     let yes = |p: bool| if p { "yes" } else { "**no**" };
     println!(
         "| condition | requirement | tonegate | pass |{}",
-        if spandsp.is_some() { " spandsp 0.0.6 | pass |" } else { "" }
+        if spandsp.is_some() {
+            " spandsp 0.0.6 | pass |"
+        } else {
+            ""
+        }
     );
-    println!("|---|---|---|---|{}", if spandsp.is_some() { "---|---|" } else { "" });
+    println!(
+        "|---|---|---|---|{}",
+        if spandsp.is_some() { "---|---|" } else { "" }
+    );
     for (f, result, pass, theirs) in &rows {
-        let mut line = format!("| {} | {} | {} | {} |", f.condition, f.requirement, result, yes(*pass));
+        let mut line = format!(
+            "| {} | {} | {} | {} |",
+            f.condition,
+            f.requirement,
+            result,
+            yes(*pass)
+        );
         if let Some((r, p)) = theirs {
             line.push_str(&format!(" {} | {} |", r, yes(*p)));
         }
@@ -278,9 +299,17 @@ fn talkoff(args: &TalkoffArgs) -> anyhow::Result<bool> {
         };
         println!(
             "| {name} ({}) | {}{} | {:.3} | {} | {:.1} | {theirs} |",
-            if name == "speech" { args.speech.display() } else { args.music.display() },
+            if name == "speech" {
+                args.speech.display()
+            } else {
+                args.music.display()
+            },
             t.files,
-            if t.skipped > 0 { format!(" (+{} skipped)", t.skipped) } else { String::new() },
+            if t.skipped > 0 {
+                format!(" (+{} skipped)", t.skipped)
+            } else {
+                String::new()
+            },
             hours,
             t.ours,
             per(t.ours),

@@ -115,7 +115,9 @@ pub(crate) fn timeline(
             .enumerate()
             .map(|(i, levels)| {
                 let level = levels[band].clamp(FLOOR_DBM0, 0.0);
-                let y = y0 + STRIP - 2 - ((level - FLOOR_DBM0) / -FLOOR_DBM0 * (STRIP - 6) as f32) as i32;
+                let y = y0 + STRIP
+                    - 2
+                    - ((level - FLOOR_DBM0) / -FLOOR_DBM0 * (STRIP - 6) as f32) as i32;
                 (x_of((i * 80 + 40) as f64), y)
             })
             .collect();
@@ -130,7 +132,14 @@ pub(crate) fn timeline(
             vec![(x, TOP + 8 * STRIP), (x, TOP + 8 * STRIP + 6)],
             BLACK,
         ))?;
-        text(&root, &format!("{s}s"), x - 4, TOP + 8 * STRIP + 10, 3, BLACK)?;
+        text(
+            &root,
+            &format!("{s}s"),
+            x - 4,
+            TOP + 8 * STRIP + 10,
+            3,
+            BLACK,
+        )?;
     }
     root.present()?;
     Ok(())

@@ -107,7 +107,10 @@ fn replay(args: &ReplayArgs) -> anyhow::Result<Outcome> {
         return Ok(Outcome::Complete);
     }
     if args.plot.is_some() {
-        bail!("--plot draws a WAV file's bands; {} is not a WAV file", path.display());
+        bail!(
+            "--plot draws a WAV file's bands; {} is not a WAV file",
+            path.display()
+        );
     }
     let config = config(args)?;
     let file =

@@ -30,7 +30,11 @@ impl Spandsp {
             explicit.map(Path::to_path_buf),
             std::env::var_os("TONEGATE_SPANDSP").map(PathBuf::from),
             Some(PathBuf::from(DEFAULT)),
-            Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(DEFAULT)),
+            Some(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../..")
+                    .join(DEFAULT),
+            ),
         ];
         candidates
             .into_iter()

@@ -53,9 +53,7 @@ pub(crate) fn detect(samples: &[i16], keep_bands: bool) -> Detection {
     let step = if keep_bands { 80 } else { FEED };
     for (i, chunk) in samples.chunks(step).enumerate() {
         let at = MediaTime::new((i * step) as u64, ClockRate::NARROWBAND);
-        detector
-            .handle_samples(at, chunk)
-            .expect("8 kHz timeline");
+        detector.handle_samples(at, chunk).expect("8 kHz timeline");
         if keep_bands && chunk.len() == step {
             out.bands.push(detector.band_levels());
         }
@@ -144,8 +142,13 @@ pub(crate) fn replay_wav(args: &ReplayArgs, path: &Path) -> anyhow::Result<()> {
     }
     out.flush()?;
     if let Some(png) = &args.plot {
-        crate::plot::timeline(png, &detection.bands, &detection.presses, audio.samples.len())
-            .with_context(|| format!("cannot draw {}", png.display()))?;
+        crate::plot::timeline(
+            png,
+            &detection.bands,
+            &detection.presses,
+            audio.samples.len(),
+        )
+        .with_context(|| format!("cannot draw {}", png.display()))?;
         eprintln!("tonegate: timeline drawn to {}", png.display());
     }
     Ok(())
