@@ -206,7 +206,7 @@ mod tests {
 
     fn tone_packets(key_ms: usize) -> Vec<(u32, Vec<u8>)> {
         // Key 9 (852 + 1477 Hz) at -10 dBm0 from 100 ms for `key_ms`, in 20 ms PCMU packets.
-        let a = 32767.0 * 10f32.powf(-13.14 / 20.0);
+        let a = 32767.0 * 10f32.powf((-10.0 - crate::g711::FULL_SCALE_SINE_DBM0) / 20.0);
         let total = 8 * (400 + key_ms);
         let samples: Vec<u8> = (0..total)
             .map(|n| {

@@ -11,6 +11,8 @@
 //! `20·log10(A / 32767) + 3.14` dBm0.
 
 /// The dBm0 level of a full-scale (amplitude 32767) sine wave on the 16-bit linear scale.
+// 3.14 dB is G.711's overload point (ITU-T G.711 §2: the digital milliwatt), not π.
+#[allow(clippy::approx_constant)]
 pub const FULL_SCALE_SINE_DBM0: f32 = 3.14;
 
 /// mu-law byte to linear, for every byte value.

@@ -18,6 +18,7 @@
 //! widening or narrowing any filter (see `docs/inband.md`).
 
 use std::f32::consts::PI;
+use std::ops::{Add, Mul};
 
 /// Sample rate the bank works at.
 pub const SAMPLE_RATE: f32 = 8000.0;
@@ -48,15 +49,6 @@ impl Complex {
         Complex::new(theta.cos(), theta.sin())
     }
 
-    /// Product.
-    #[inline]
-    pub fn mul(self, o: Complex) -> Complex {
-        Complex::new(
-            self.re * o.re - self.im * o.im,
-            self.re * o.im + self.im * o.re,
-        )
-    }
-
     /// `self · conj(o)`.
     #[inline]
     pub fn mul_conj(self, o: Complex) -> Complex {
@@ -64,12 +56,6 @@ impl Complex {
             self.re * o.re + self.im * o.im,
             self.im * o.re - self.re * o.im,
         )
-    }
-
-    /// Sum.
-    #[inline]
-    pub fn add(self, o: Complex) -> Complex {
-        Complex::new(self.re + o.re, self.im + o.im)
     }
 
     /// Squared magnitude.
@@ -86,6 +72,27 @@ impl Complex {
     /// Angle in radians, (-π, π].
     pub fn arg(self) -> f32 {
         self.im.atan2(self.re)
+    }
+}
+
+impl Mul for Complex {
+    type Output = Complex;
+
+    #[inline]
+    fn mul(self, o: Complex) -> Complex {
+        Complex::new(
+            self.re * o.re - self.im * o.im,
+            self.re * o.im + self.im * o.re,
+        )
+    }
+}
+
+impl Add for Complex {
+    type Output = Complex;
+
+    #[inline]
+    fn add(self, o: Complex) -> Complex {
+        Complex::new(self.re + o.re, self.im + o.im)
     }
 }
 

@@ -30,7 +30,7 @@ impl Rng {
 }
 
 fn amplitude(dbm0: f64) -> f64 {
-    32767.0 * 10f64.powf((dbm0 - 3.14) / 20.0)
+    32767.0 * 10f64.powf((dbm0 - f64::from(tonegate_media::g711::FULL_SCALE_SINE_DBM0)) / 20.0)
 }
 
 /// One tone burst: key, per-tone levels, frequency factors, length.

@@ -56,7 +56,8 @@ fn rtp(seq: u16, pt: u8, ts: u32, payload: &[u8]) -> Vec<u8> {
 /// `events`, the same press as RFC 4733 events (every 20 ms, end sent three times). Returns
 /// (arrival, packet) in sending order.
 fn call(events: bool) -> Vec<(Duration, Vec<u8>)> {
-    let a = 32767.0 * 10f64.powf(-13.14 / 20.0);
+    let a = 32767.0
+        * 10f64.powf((-10.0 - f64::from(tonegate_media::g711::FULL_SCALE_SINE_DBM0)) / 20.0);
     let audio: Vec<u8> = (0..8000)
         .map(|n| {
             let t = f64::from(n) / 8000.0;
