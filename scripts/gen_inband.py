@@ -151,6 +151,7 @@ def main():
         "#   condition    what the audio holds",
         "#   requirement  what a conforming detector does",
         "#   keys         the exact key sequence a conforming detector reports (\"\" = none)",
+        "#   tshark       false: tshark decodes RFC 4733 events, these are tones (scripts/tshark_presses.py)",
         "# `tonegate conformance` runs them all, and spandsp beside it when its harness is built.",
         "",
     ]
@@ -159,7 +160,8 @@ def main():
         with open(os.path.join(out, name), "wb") as f:
             f.write(wav_ulaw(build(rng)))
         lines += ["[[fixture]]", f'file = "{name}"', f'condition = "{condition}"',
-                  f'requirement = "{requirement}"', f'keys = "{keys}"', ""]
+                  f'requirement = "{requirement}"', f'keys = "{keys}"',
+                  'tshark = false', 'tshark_why = "in-band tones in a WAV; checked by tonegate conformance"', ""]
         print(f"{name}: {condition} -> {keys or 'none'}")
     with open(os.path.join(out, "manifest.toml"), "w") as f:
         f.write("\n".join(lines))
