@@ -607,7 +607,20 @@ impl InbandDetector {
     fn block(&mut self) {
         let shared = shared();
         let input: [f32; BLOCK] = std::array::from_fn(|n| f32::from(self.buf[n]));
-        let spectrum = shared.bank.analyse(&input);
+        // No bin of an 80-sample window can hold more than 80 times the block's energy
+        // (Cauchy-Schwarz), so a block too quiet for that to reach the level threshold cannot
+        // be a hit: its filters are not run. Silence, hold music's pauses and comfort noise
+        // then cost an energy sum. Its window values count as zero for the next block's
+        // frequency estimate, an error below the threshold.
+        let energy = Bank::energy(&input);
+        let spectrum = if BLOCK as f32 * energy < self.thresholds.min_energy {
+            BlockSpectrum {
+                energy,
+                ..BlockSpectrum::default()
+            }
+        } else {
+            shared.bank.analyse(&input)
+        };
         let hit = self.classify(shared, &spectrum, &input);
         self.blocks += 1;
         let block = self.block_start;
