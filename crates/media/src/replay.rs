@@ -10,7 +10,9 @@
 //! version 2 with nearby sequence numbers and a payload type that is not RTCP (RFC 3550's
 //! probation); with `ports`, every datagram to or from those ports is RTP. SIP messages in the
 //! capture are read for SDP (`a=rtpmap:N telephone-event/...`), whose payload types are added
-//! to the decoders.
+//! to the decoders. Each stream's PCMU/PCMA/L16 audio also runs through an in-band detector
+//! ([`crate::audio`], [`crate::inband`]) unless [`AudioConfig::enabled`] is off, and both
+//! sources' presses go through one [`PressMerger`] per stream.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
