@@ -1,11 +1,17 @@
 //! `tonegate`: the DTMF gateway for secure voice payments.
 //!
-//! `replay` reads a pcap or pcapng capture and prints the caller's key presses decoded from
-//! RFC 4733 telephone-events; `check-config` validates a voice payment function file. `serve`
-//! and `demo` come with later issues.
+//! `replay` reads a pcap or pcapng capture (RFC 4733 telephone-events and in-band tones in
+//! PCMU/PCMA/L16 audio) or a WAV file (in-band tones) and prints the caller's key presses.
+//! `conformance` and `talkoff` measure the in-band detector against ITU-T Q.24 and real audio,
+//! side by side with spandsp when its harness is built. `check-config` validates a voice
+//! payment function file; `serve` runs the gateway and `demo` shows it end to end.
 
 mod check_config;
+mod conformance;
+mod plot;
 mod replay;
+mod spandsp;
+mod wav;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,6 +49,12 @@ enum Command {
     /// customer's endpoints and a caller sending RTP key presses over 127.0.0.1, and prints
     /// what the agent side sees and what the endpoints receive.
     Demo(DemoArgs),
+    /// Run the in-band detector over the Q.24 conformance WAVs and print a table (tonegate and,
+    /// when its harness is built, spandsp side by side). Exit status 1 if a tonegate row fails.
+    Conformance(conformance::ConformanceArgs),
+    /// Count false key presses on audio that holds no DTMF (speech, music), per hour, for
+    /// tonegate and spandsp.
+    Talkoff(conformance::TalkoffArgs),
 }
 
 /// Options of `tonegate serve`.
@@ -100,9 +112,10 @@ enum ToolsFormat {
 
 /// Options of `tonegate replay`.
 #[derive(Debug, clap::Args)]
-struct ReplayArgs {
-    /// The capture (pcap or pcapng; Ethernet, 802.1Q, Linux SLL/SLL2, raw IP; IPv4/IPv6).
-    /// Without one, the bundled fixture `fixtures/rfc4733/basic.pcap` is replayed.
+pub(crate) struct ReplayArgs {
+    /// The capture (pcap or pcapng; Ethernet, 802.1Q, Linux SLL/SLL2, raw IP; IPv4/IPv6) or a
+    /// WAV file (8 kHz; 16-bit PCM, mu-law or A-law). Without one, the bundled fixture
+    /// `fixtures/rfc4733/basic.pcap` is replayed.
     file: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -122,11 +135,23 @@ struct ReplayArgs {
     /// Media time after which a press whose end packets were lost is ended, in ms.
     #[arg(long, value_name = "MS", default_value_t = 250.0)]
     end_timeout_ms: f64,
+    /// WAV only: the channel to listen to, from 0 (default: the first).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    channel: u16,
+    /// Captures: do not decode audio for in-band DTMF (RFC 4733 events only).
+    #[arg(long)]
+    no_inband: bool,
+    /// Captures: payload type carrying L16/8000 mono audio (repeatable).
+    #[arg(long = "l16-pt", value_name = "PT", value_parser = clap::value_parser!(u8).range(0..=127))]
+    l16_pt: Vec<u8>,
+    /// WAV only: draw the eight band levels over time with each detected press marked, as PNG.
+    #[arg(long, value_name = "FILE.png")]
+    plot: Option<PathBuf>,
 }
 
 /// How results are printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Format {
+pub(crate) enum Format {
     /// One line per press, aligned for reading, then a summary per stream.
     Text,
     /// One JSON object per line: presses (with a `key` field), then summaries (with a
@@ -141,6 +166,8 @@ fn main() -> ExitCode {
         Command::CheckConfig(args) => check_config::run(args),
         Command::Serve(args) => serve(args),
         Command::Demo(args) => demo(args),
+        Command::Conformance(args) => conformance::run_conformance(&args),
+        Command::Talkoff(args) => conformance::run_talkoff(&args),
     }
 }
 

@@ -174,6 +174,8 @@ pub enum Ending {
     IdleTimeout,
     /// The input ended ([`Rfc4733Decoder::finish`]).
     EndOfInput,
+    /// In-band only: the tone stopped (three 10 ms blocks without it; see [`crate::inband`]).
+    ToneEnd,
 }
 
 /// What the decoder reports.
