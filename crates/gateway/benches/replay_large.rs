@@ -169,10 +169,19 @@ fn main() {
         assert_eq!(found, presses, "replay found a different number of presses");
         secs
     };
-    let replay_s = replay(&format!("RFC 4733 only (--no-inband), {cache}"), &["--no-inband"]);
-    replay("RFC 4733 only (--no-inband), warm cache: CPU bound", &["--no-inband"]);
+    let replay_s = replay(
+        &format!("RFC 4733 only (--no-inband), {cache}"),
+        &["--no-inband"],
+    );
+    replay(
+        "RFC 4733 only (--no-inband), warm cache: CPU bound",
+        &["--no-inband"],
+    );
     let _ = drop_caches();
-    replay(&format!("RFC 4733 + in-band on the PCMU audio (default), {cache}"), &[]);
+    replay(
+        &format!("RFC 4733 + in-band on the PCMU audio (default), {cache}"),
+        &[],
+    );
     replay("RFC 4733 + in-band (default), warm cache: CPU bound", &[]);
     println!(
         "RFC 4733 replay / disk read time: {:.2} ({})",

@@ -70,6 +70,8 @@ pub struct ServeConfig {
     pub no_media_timeout_seconds: u64,
     /// Largest request body accepted, in bytes, default 65536.
     pub body_limit_bytes: usize,
+    /// On SIGTERM, how long active sessions may take to finish, in seconds, default 30.
+    pub shutdown_deadline_seconds: f64,
 }
 
 impl Default for ServeConfig {
@@ -84,6 +86,7 @@ impl Default for ServeConfig {
             data_dir: PathBuf::from("data"),
             no_media_timeout_seconds: 30,
             body_limit_bytes: 64 * 1024,
+            shutdown_deadline_seconds: 30.0,
         }
     }
 }
@@ -227,11 +230,40 @@ pub struct Running {
 }
 
 impl Running {
-    /// Stops accepting requests and waits for the server to end.
+    /// Graceful shutdown (SIGTERM): new calls and sessions are refused (`/readyz` says
+    /// draining), active sessions may finish for up to `shutdown_deadline_seconds`, then the
+    /// calls still up are hung up, open event streams end, and the server stops.
     pub async fn stop(self) {
+        let deadline = Duration::from_secs_f64(self.gateway.config.shutdown_deadline_seconds);
         self.gateway.draining.store(true, Ordering::SeqCst);
+        let until = tokio::time::Instant::now() + deadline;
+        while tokio::time::Instant::now() < until && self.gateway.active_sessions() > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let calls: Vec<mpsc::UnboundedSender<CallCommand>> = self
+            .gateway
+            .calls
+            .lock()
+            .expect("not poisoned")
+            .values()
+            .map(|c| c.commands.clone())
+            .collect();
+        for call in calls {
+            let _ = call.send(CallCommand::HangUp);
+        }
+        // Let the hang-ups reach the event streams, then stop serving.
+        let settle = tokio::time::Instant::now() + Duration::from_secs(2);
+        while tokio::time::Instant::now() < settle && self.gateway.active_sessions() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let _ = self.shutdown.send(());
-        let _ = self.server.await;
+        let mut server = self.server;
+        if tokio::time::timeout(Duration::from_secs(2), &mut server)
+            .await
+            .is_err()
+        {
+            server.abort();
+        }
     }
 }
 
@@ -308,6 +340,16 @@ impl Gateway {
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
         format!("{prefix}_{n:x}{nanos:08x}")
+    }
+
+    /// Sessions not yet ended.
+    pub fn active_sessions(&self) -> usize {
+        self.sessions
+            .lock()
+            .expect("not poisoned")
+            .values()
+            .filter(|e| !e.state.is_terminal())
+            .count()
     }
 
     fn publish(&self, session: &str, event: AgentEvent) {
@@ -527,8 +569,14 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
+/// A body that is not the JSON expected: 400 with serde's words (which say what and where),
+/// 413 when too large, 415 without a JSON content type.
 fn bad_json(rejection: JsonRejection) -> Response {
-    error(rejection.status(), rejection.body_text())
+    let status = match rejection.status() {
+        StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
+        other => other,
+    };
+    error(status, rejection.body_text())
 }
 
 /// `POST /v1/calls`: a media leg.

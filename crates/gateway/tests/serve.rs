@@ -1,0 +1,397 @@
+//! `tonegate serve` end to end over real UDP and HTTP on 127.0.0.1: the customer's endpoints
+//! are stand-ins (axum), the caller sends real RTP with RFC 4733 key presses, the agent side
+//! drives the session over the HTTP API and reads its Server-Sent Events.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tonegate::demo::{customer_endpoints, demo_function, wait_for, Agent, Caller, Received};
+use tonegate::serve::{Gateway, Running, ServeConfig};
+
+const LIMIT: Duration = Duration::from_secs(20);
+const PACE: Duration = Duration::from_millis(2);
+
+fn start_body() -> Value {
+    json!({
+        "amount": 4200, "currency": "USD", "description": "Order #10482",
+        "processor_parameters": {"invoice_id": "INV-10482", "is_postal_code_required": true}
+    })
+}
+
+struct World {
+    running: Running,
+    received: Received,
+    agent: Agent,
+    _dir: TempDir,
+}
+
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn world(start_status: u16) -> World {
+    let (customer, received) = customer_endpoints(start_body(), start_status)
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!(
+        "tonegate-e2e-{}-{}",
+        std::process::id(),
+        customer.port()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let function = dir.join("f.yaml");
+    std::fs::write(&function, demo_function(customer)).unwrap();
+    let config = ServeConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        telephony_tokens: vec!["tel".into()],
+        agent_tokens: vec!["agt".into()],
+        functions: vec![function],
+        data_dir: dir.join("data"),
+        shutdown_deadline_seconds: 0.5,
+        ..ServeConfig::default()
+    };
+    let running = Gateway::start(config, None).await.unwrap();
+    let agent = Agent::new(running.addr, "tel", "agt");
+    World {
+        running,
+        received,
+        agent,
+        _dir: TempDir(dir),
+    }
+}
+
+/// Waits until an endpoint received something at `path`.
+async fn received_at(received: &Received, path: &str) -> Value {
+    for _ in 0..200 {
+        if let Some((_, body)) = received.lock().unwrap().iter().find(|(p, _)| p == path) {
+            return body.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("nothing received at {path}: {:?}", received.lock().unwrap());
+}
+
+async fn pay_with(card: &str) -> (World, Value) {
+    let w = world(200).await;
+    let (call, rtp) = w.agent.create_call().await.unwrap();
+    let mut caller = Caller::new(rtp, PACE).await.unwrap();
+    caller.audio(5).await.unwrap();
+    let session = w.agent.invoke(&call).await.unwrap();
+    let mut events = w.agent.events(&session).await.unwrap();
+    wait_for(&mut events, "state_changed", false, LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(
+        w.agent.act(&session, "confirm_amount").await.unwrap().0,
+        200
+    );
+    caller.press(&format!("{card}#1230123")).await.unwrap();
+    caller.press("94107#").await.unwrap();
+    let summary = wait_for(&mut events, "masked_summary", false, LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(summary["card"]["last4"], card[card.len() - 4..]);
+    assert_eq!(w.agent.act(&session, "confirm_card").await.unwrap().0, 200);
+    let outcome = wait_for(&mut events, "outcome", false, LIMIT)
+        .await
+        .unwrap();
+    (w, outcome)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_payment_succeeds_and_the_success_endpoint_hears_of_it() {
+    let (w, outcome) = pay_with("4242424242424242").await;
+    assert_eq!(outcome["state"], "succeeded");
+    let start = received_at(&w.received, "/start").await;
+    assert_eq!(
+        start,
+        json!({"email": "caller@example.com", "order_id": "10482"})
+    );
+    let success = received_at(&w.received, "/success").await;
+    assert_eq!(
+        success["card"],
+        json!({"brand": "visa", "last4": "4242", "payment_type": "credit-card"})
+    );
+    assert_eq!(
+        success["processor_parameters"],
+        json!({"invoice_id": "INV-10482"})
+    );
+    assert!(success["transaction_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("ch_sandbox_"));
+    let all = format!("{:?}", w.received.lock().unwrap());
+    assert!(
+        !all.contains("4242424242424242") && !all.contains("1230"),
+        "{all}"
+    );
+    w.running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declined_card_fails_and_the_failure_endpoint_hears_why() {
+    let (w, outcome) = pay_with("4000000000000002").await;
+    assert_eq!(outcome["state"], "failed");
+    assert_eq!(outcome["failed_reason"], "payment-declined");
+    let failure = received_at(&w.received, "/failure").await;
+    assert_eq!(failure["failed_reason"], "payment-declined");
+    w.running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hanging_up_mid_card_fails_as_caller_hung_up() {
+    let w = world(200).await;
+    let (call, rtp) = w.agent.create_call().await.unwrap();
+    let mut caller = Caller::new(rtp, PACE).await.unwrap();
+    let session = w.agent.invoke(&call).await.unwrap();
+    let mut events = w.agent.events(&session).await.unwrap();
+    wait_for(&mut events, "state_changed", false, LIMIT)
+        .await
+        .unwrap();
+    w.agent.act(&session, "confirm_amount").await.unwrap();
+    caller.press("424242").await.unwrap();
+    wait_for(&mut events, "field_progress", false, LIMIT)
+        .await
+        .unwrap();
+    w.agent.hang_up(&call).await.unwrap();
+    let outcome = wait_for(&mut events, "outcome", false, LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(outcome["failed_reason"], "caller-hung-up");
+    assert_eq!(
+        received_at(&w.received, "/failure").await["failed_reason"],
+        "caller-hung-up"
+    );
+    w.running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_mid_collection_charges_nothing() {
+    let w = world(200).await;
+    let (call, rtp) = w.agent.create_call().await.unwrap();
+    let mut caller = Caller::new(rtp, PACE).await.unwrap();
+    let session = w.agent.invoke(&call).await.unwrap();
+    let mut events = w.agent.events(&session).await.unwrap();
+    wait_for(&mut events, "state_changed", false, LIMIT)
+        .await
+        .unwrap();
+    w.agent.act(&session, "confirm_amount").await.unwrap();
+    caller.press("4242424242424242#").await.unwrap();
+    wait_for(&mut events, "field_completed", false, LIMIT)
+        .await
+        .unwrap();
+    let (status, body) = w.agent.act(&session, "cancel").await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let outcome = wait_for(&mut events, "outcome", false, LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(outcome["state"], "cancelled");
+    assert_eq!(
+        received_at(&w.received, "/failure").await["failed_reason"],
+        "caller-cancelled"
+    );
+    assert!(!w
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(p, _)| p == "/success"));
+    let (status, body) = w.agent.act(&session, "confirm_card").await.unwrap();
+    assert_eq!(status, 409);
+    assert!(body["error"].as_str().unwrap().contains("ended"), "{body}");
+    w.running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_connection_that_is_down_fails_the_session() {
+    let w = world(503).await;
+    let (call, _rtp) = w.agent.create_call().await.unwrap();
+    let session = w.agent.invoke(&call).await.unwrap();
+    let mut events = w.agent.events(&session).await.unwrap();
+    let outcome = wait_for(&mut events, "outcome", false, LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(outcome["failed_reason"], "start-connection-failed");
+    assert_eq!(
+        received_at(&w.received, "/failure").await["failed_reason"],
+        "start-connection-failed"
+    );
+    let state = w.agent.state(&session).await.unwrap();
+    assert_eq!(state["state"], "failed");
+    w.running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_without_the_right_token_get_401_and_nothing_else() {
+    let w = world(200).await;
+    let base = format!("http://{}", w.running.addr);
+    let client = reqwest::Client::new();
+    for (method, path, token) in [
+        ("GET", "/v1/functions", None),
+        ("GET", "/v1/functions", Some("tel")), // a telephony token on the agent side
+        ("POST", "/v1/calls", Some("agt")),    // an agent token on the telephony side
+        ("POST", "/v1/calls", Some("nope")),
+    ] {
+        let mut request = match method {
+            "GET" => client.get(format!("{base}{path}")),
+            _ => client.post(format!("{base}{path}")).json(&json!({})),
+        };
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 401, "{method} {path} {token:?}");
+        assert!(
+            response.bytes().await.unwrap().is_empty(),
+            "no information in a 401"
+        );
+    }
+    let functions: Value = client
+        .get(format!("{base}/v1/functions"))
+        .bearer_auth("agt")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        functions["functions"][0]["openai"][0]["function"]["name"],
+        "collect_payment"
+    );
+    assert_eq!(
+        client
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    w.running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_a_400_that_says_what_is_wrong() {
+    let w = world(200).await;
+    let base = format!("http://{}", w.running.addr);
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{base}/v1/calls"))
+        .bearer_auth("tel")
+        .header("content-type", "application/json")
+        .body("{\"sdp\": \"v=0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("EOF"), "{body}");
+    let r = client
+        .post(format!("{base}/v1/calls"))
+        .bearer_auth("tel")
+        .json(&json!({"sdp": 12}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("expected a string"),
+        "{body}"
+    );
+    let r = client
+        .post(format!("{base}/v1/calls"))
+        .bearer_auth("tel")
+        .json(&json!({"sdp": "v=0\r\nm=audio 4000 RTP/AVP 9\r\n"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("PCMU"));
+    let r = client
+        .post(format!("{base}/v1/calls"))
+        .bearer_auth("tel")
+        .json(&json!({"sdp": "x".repeat(100_000)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413, "bodies are size-limited");
+    w.running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_the_rtp_port_does_not_disturb_the_call() {
+    let w = world(200).await;
+    let (call, rtp) = w.agent.create_call().await.unwrap();
+    let mut caller = Caller::new(rtp, PACE).await.unwrap();
+    let session = w.agent.invoke(&call).await.unwrap();
+    let mut events = w.agent.events(&session).await.unwrap();
+    wait_for(&mut events, "state_changed", false, LIMIT)
+        .await
+        .unwrap();
+    w.agent.act(&session, "confirm_amount").await.unwrap();
+    for _ in 0..50 {
+        caller.garbage().await.unwrap();
+    }
+    caller.press("4242424242424242#").await.unwrap();
+    let completed = wait_for(&mut events, "field_completed", false, LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(completed["brand"], "visa");
+    w.running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_refuses_new_work_lets_sessions_end_then_hangs_up_the_rest() {
+    let w = world(200).await;
+    let base = format!("http://{}", w.running.addr);
+    let (call, _rtp) = w.agent.create_call().await.unwrap();
+    let session = w.agent.invoke(&call).await.unwrap();
+    let mut events = w.agent.events(&session).await.unwrap();
+    wait_for(&mut events, "state_changed", false, LIMIT)
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    assert_eq!(
+        client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let stopping = tokio::spawn(w.running.stop());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    let refused = client
+        .post(format!("{base}/v1/calls"))
+        .bearer_auth("tel")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+    // The session awaiting its amount confirmation is hung up after the drain deadline.
+    let outcome = wait_for(&mut events, "outcome", false, LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(outcome["failed_reason"], "caller-hung-up");
+    stopping.await.unwrap();
+}
