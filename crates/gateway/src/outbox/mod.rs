@@ -357,7 +357,8 @@ impl Outbox {
 
     /// Stores a session outcome for delivery: durable (committed and synced) when this
     /// returns `Ok`. A second enqueue for the same session reference and kind changes nothing
-    /// and returns [`Enqueued::Duplicate`].
+    /// and returns [`Enqueued::Duplicate`]. The write runs on a blocking thread: dropping this
+    /// future does not cancel it, so an enqueue that was started may still be committed.
     pub async fn enqueue(&self, delivery: NewDelivery) -> Result<Enqueued, OutboxError> {
         if let Some(in_body) = delivery
             .body
