@@ -532,11 +532,22 @@ async fn a_second_enqueue_of_the_same_session_and_kind_is_ignored() {
     let (endpoint, port) = Endpoint::start(0, 0).await;
     let outbox = Arc::new(Outbox::open(dir.db(), fast()).unwrap());
     let first = delivery("ps_dup", DeliveryKind::Success, port);
+    assert_eq!(
+        outbox
+            .enqueue_blocking(delivery("ps_dup_sync", DeliveryKind::Success, port))
+            .unwrap(),
+        Enqueued::Queued
+    );
     let mut second = first.clone();
     second.body["transaction_id"] = json!("txn_other");
     assert_eq!(
         outbox.enqueue(first.clone()).await.unwrap(),
         Enqueued::Queued
+    );
+    assert_eq!(
+        outbox.enqueue_blocking(second.clone()).unwrap(),
+        Enqueued::Duplicate,
+        "the blocking enqueue keeps the same rule"
     );
     assert_eq!(outbox.enqueue(second).await.unwrap(), Enqueued::Duplicate);
     assert_eq!(
@@ -547,10 +558,10 @@ async fn a_second_enqueue_of_the_same_session_and_kind_is_ignored() {
         Enqueued::Queued,
         "the other kind is another delivery"
     );
-    assert_eq!(pending(&outbox).await, 2);
+    assert_eq!(pending(&outbox).await, 3);
 
     let worker = start_worker(&outbox);
-    until("both delivered", 10, || async {
+    until("all delivered", 10, || async {
         pending(&outbox).await == 0
     })
     .await;
@@ -561,8 +572,11 @@ async fn a_second_enqueue_of_the_same_session_and_kind_is_ignored() {
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
     let hits = endpoint.hits();
-    assert_eq!(hits.len(), 2);
-    let success = hits.iter().find(|h| h.path == "/hooks/success").unwrap();
+    assert_eq!(hits.len(), 3);
+    let success = hits
+        .iter()
+        .find(|h| h.path == "/hooks/success" && h.body["session_reference_id"] == "ps_dup")
+        .unwrap();
     assert_eq!(success.body, first.body, "the first enqueue wins");
     stop_worker(worker).await;
 }

@@ -296,6 +296,24 @@ impl fmt::Debug for Outbox {
     }
 }
 
+/// Refuses a body whose `session_reference_id` is not the delivery's: the unique key and the
+/// receiver's de-duplication would then disagree.
+fn check_reference(delivery: &NewDelivery) -> Result<(), OutboxError> {
+    match delivery
+        .body
+        .get("session_reference_id")
+        .and_then(Value::as_str)
+    {
+        Some(in_body) if in_body != delivery.session_reference => {
+            Err(OutboxError::ReferenceMismatch {
+                session_reference: delivery.session_reference.clone(),
+                in_body: in_body.to_owned(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// A delivery this process is sending; dropping it (attempt finished or aborted) frees it.
 struct Claim {
     in_flight: Arc<Mutex<HashSet<i64>>>,
@@ -360,18 +378,7 @@ impl Outbox {
     /// and returns [`Enqueued::Duplicate`]. The write runs on a blocking thread: dropping this
     /// future does not cancel it, so an enqueue that was started may still be committed.
     pub async fn enqueue(&self, delivery: NewDelivery) -> Result<Enqueued, OutboxError> {
-        if let Some(in_body) = delivery
-            .body
-            .get("session_reference_id")
-            .and_then(Value::as_str)
-        {
-            if in_body != delivery.session_reference {
-                return Err(OutboxError::ReferenceMismatch {
-                    session_reference: delivery.session_reference,
-                    in_body: in_body.to_owned(),
-                });
-            }
-        }
+        check_reference(&delivery)?;
         let now = UnixMillis::now();
         let deadline = now.plus(self.policy.deadline);
         let reference = delivery.session_reference.clone();
@@ -379,6 +386,23 @@ impl Outbox {
         let enqueued = self
             .with_store(move |s| s.insert(&delivery, now, deadline))
             .await?;
+        self.enqueued(enqueued, &reference, kind);
+        Ok(enqueued)
+    }
+
+    /// [`Outbox::enqueue`] for synchronous callers: blocks the calling thread for one commit
+    /// (an fsync, a few milliseconds). Do not call it from a current-thread runtime's task
+    /// while that runtime must answer other work promptly.
+    pub fn enqueue_blocking(&self, delivery: NewDelivery) -> Result<Enqueued, OutboxError> {
+        check_reference(&delivery)?;
+        let now = UnixMillis::now();
+        let deadline = now.plus(self.policy.deadline);
+        let enqueued = lock(&self.store).insert(&delivery, now, deadline)?;
+        self.enqueued(enqueued, &delivery.session_reference, delivery.kind);
+        Ok(enqueued)
+    }
+
+    fn enqueued(&self, enqueued: Enqueued, reference: &str, kind: DeliveryKind) {
         match enqueued {
             Enqueued::Queued => {
                 tracing::debug!(session_reference = %reference, %kind, "delivery enqueued");
@@ -388,7 +412,6 @@ impl Outbox {
                 tracing::debug!(session_reference = %reference, %kind, "duplicate delivery ignored");
             }
         }
-        Ok(enqueued)
     }
 
     /// Counts by state (from the file) and attempts (by this process).
