@@ -10,3 +10,6 @@ echo "== RTP parse + RFC 4733 decode (criterion, one core)"
 cargo bench -p tonegate-media --bench rfc4733 -- --noplot 2>&1 | grep -E '^parse|time:|thrpt:'
 echo "== replay of a large capture, end to end, against a disk read"
 cargo bench -p tonegate --bench replay_large 2>&1 | grep -vE '^\s*(Compiling|Finished|Running)'
+echo "== in-band DTMF detection: real-time channels per core, tonegate beside spandsp"
+scripts/spandsp.sh >/dev/null
+cargo bench -p tonegate --bench inband_speed 2>&1 | grep -vE '^\s*(Compiling|Finished|Running)'

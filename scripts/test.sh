@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Every test tonegate has, from a fresh machine: installs what the tests need when it is
-# missing (Debian's tshark, scapy from PyPI), then formatting, lints, the Rust tests, the
-# independent tshark check of every fixture, and a check that the fixture generator still
-# produces the committed fixtures byte for byte. CI runs exactly this (.ci/run).
+# missing (Debian's tshark, libspandsp-dev and the Asterisk speech and music WAVs; scapy from
+# PyPI), builds the spandsp harness, then formatting, lints, the Rust tests (with the Q.24
+# conformance table beside spandsp and a three-minute talk-off run), the independent tshark
+# check of every fixture, and a check that the fixture generators still produce the committed
+# fixtures byte for byte. CI runs exactly this (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +17,19 @@ if ! command -v tshark >/dev/null 2>&1; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     -o DPkg::Lock::Timeout=600 tshark >/dev/null
 fi
+apt_need=()
+dpkg -s asterisk-core-sounds-en-wav >/dev/null 2>&1 || apt_need+=(asterisk-core-sounds-en-wav)
+dpkg -s asterisk-moh-opsound-wav >/dev/null 2>&1 || apt_need+=(asterisk-moh-opsound-wav)
+if ((${#apt_need[@]})); then
+  echo "== installing ${apt_need[*]} (Debian) for the in-band talk-off check"
+  as_root apt-get -o DPkg::Lock::Timeout=600 update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    -o DPkg::Lock::Timeout=600 "${apt_need[@]}" >/dev/null
+fi
+echo "== spandsp harness (tools/spandsp/harness.c) for the side-by-side in-band checks"
+scripts/spandsp.sh >/dev/null
+export TONEGATE_REQUIRE_SPANDSP=1 TONEGATE_REQUIRE_TALKOFF=1
+
 if ! python3 -c "import scapy, sys; sys.exit(scapy.VERSION != '$SCAPY_VERSION')" 2>/dev/null; then
   echo "== installing scapy $SCAPY_VERSION (PyPI) for the fixture generator"
   python3 -m pip install --quiet --disable-pip-version-check "scapy==$SCAPY_VERSION"
@@ -37,4 +52,9 @@ python3 scripts/gen_fixtures.py --out "$regen" >/dev/null
 for dir in rfc4733 links bad; do
   diff -r "fixtures/$dir" "$regen/$dir"
 done
+python3 scripts/gen_inband.py --out "$regen" >/dev/null
+diff -r fixtures/inband "$regen/inband"
+
+echo "== in-band: the Q.24 table, tonegate beside spandsp"
+cargo run --locked -q -p tonegate -- conformance --require-spandsp
 echo "== all tests passed"

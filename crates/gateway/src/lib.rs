@@ -1,8 +1,9 @@
-//! The modules of the `tonegate` binary that `tonegate serve` is built from, as a library so
-//! that integration tests (`tests/`) reach them.
-//!
-//! - [`outbox`]: the durable outbox that delivers success and failure connections.
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
+//! The `tonegate` gateway: the only crate with sockets, tasks and clocks. Its library holds
+//! what the binary's commands share and what the tests drive directly; `main.rs` is the CLI.
 
+pub mod call;
+pub mod clock;
+pub mod demo;
 pub mod outbox;
+pub mod sdp;
+pub mod serve;

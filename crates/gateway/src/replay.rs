@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
+use tonegate_media::audio::AudioConfig;
 use tonegate_media::capture::{CaptureError, CaptureReader};
+use tonegate_media::inband::InbandConfig;
 use tonegate_media::replay::{Replay, ReplayConfig, ReplayPress, StreamSummary};
 use tonegate_media::rfc4733::{DecoderConfig, Ending};
 use tonegate_media::sdp::SdpPayloadTypes;
@@ -85,14 +87,31 @@ fn config(args: &ReplayArgs) -> anyhow::Result<ReplayConfig> {
         }
         decoder.red_payload_types.extend(found.red);
     }
+    let mut audio = AudioConfig {
+        enabled: !args.no_inband,
+        ..AudioConfig::default()
+    };
+    audio.l16_payload_types = args.l16_pt.clone();
     Ok(ReplayConfig {
         decoder,
         ports: args.port.clone(),
+        audio,
+        inband: InbandConfig::default(),
     })
 }
 
 fn replay(args: &ReplayArgs) -> anyhow::Result<Outcome> {
     let path = args.file.clone().unwrap_or_else(bundled_fixture);
+    if crate::wav::is_wav(&path) {
+        crate::wav::replay_wav(args, &path)?;
+        return Ok(Outcome::Complete);
+    }
+    if args.plot.is_some() {
+        bail!(
+            "--plot draws a WAV file's bands; {} is not a WAV file",
+            path.display()
+        );
+    }
     let config = config(args)?;
     let file =
         File::open(&path).with_context(|| format!("cannot open capture {}", path.display()))?;
@@ -220,13 +239,14 @@ fn map_file(file: &File) -> io::Result<memmap2::Mmap> {
     Ok(map)
 }
 
-fn ending_name(ending: Ending) -> &'static str {
+pub(crate) fn ending_name(ending: Ending) -> &'static str {
     match ending {
         Ending::EndPacket => "end-packet",
         Ending::NextEvent => "next-event",
         Ending::MediaTimeout => "media-timeout",
         Ending::IdleTimeout => "idle-timeout",
         Ending::EndOfInput => "end-of-input",
+        Ending::ToneEnd => "tone-end",
     }
 }
 
@@ -276,6 +296,10 @@ fn print_summary(out: &mut impl Write, format: Format, s: &StreamSummary) -> io:
                 "key_presses": s.key_presses,
                 "non_key_events": s.non_key_events,
                 "refused": s.refused,
+                "merged_duplicates": s.merged,
+                "audio_packets": s.audio.packets,
+                "audio_late": s.audio.late,
+                "audio_concealed_samples": s.audio.concealed,
                 "first_seen_ms": round3(s.first_seen.0),
             });
             writeln!(out, "{line}")
@@ -289,6 +313,6 @@ fn print_summary(out: &mut impl Write, format: Format, s: &StreamSummary) -> io:
 }
 
 /// Milliseconds to the microsecond, so JSON shows 120.0 rather than 119.99999999.
-fn round3(ms: f64) -> f64 {
+pub(crate) fn round3(ms: f64) -> f64 {
     (ms * 1000.0).round() / 1000.0
 }

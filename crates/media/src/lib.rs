@@ -1,15 +1,19 @@
 //! # tonegate-media: the sans-IO media core
 //!
 //! Everything tonegate hears of a call passes through this crate: RTP packets, RFC 4733
-//! telephone-events, and (later) G.711 audio for in-band DTMF detection. Nothing here reads a
+//! telephone-events, and G.711/L16 audio and WAV files for in-band DTMF detection
+//! ([`inband`], with [`goertzel`], [`g711`], [`audio`], [`wav`]); [`dedup`] makes the two
+//! sources one digit stream. Nothing here reads a
 //! socket or a clock: packets and their arrival time go in as arguments, typed events come out,
 //! so a pcap replay, a WAV replay and a live call run the same code, deterministically.
 //!
 //! ```text
 //!  pcap/pcapng bytes ──► capture::CaptureReader ──► Frame ──► replay::Replay ──► ReplayPress
 //!                                                   (udp: link layers, IP, UDP)       ▲
-//!  live UDP (gateway) ─────────────────────────► RTP packet ──► rfc4733::Rfc4733Decoder
-//!                                                  (red: RFC 2198 unwrapped)   (per SSRC)
+//!  live UDP (gateway) ─────────────────────────► RTP packet ──► rfc4733::Rfc4733Decoder ─┐
+//!                                                  │ (red: RFC 2198 unwrapped) (per SSRC)   ▼
+//!                                                  └──► audio::AudioStream ──► inband ──► dedup
+//!  WAV bytes ──► wav::read_wav ─────────────────────────────────────────────► inband
 //! ```
 //!
 //! Three clocks are kept apart: `now` ([`std::time::Instant`], wall clock, only as a fallback
@@ -48,9 +52,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod audio;
 pub mod capture;
+pub mod dedup;
 pub mod extend;
+pub mod g711;
 pub mod gather;
+pub mod goertzel;
+pub mod inband;
 pub mod key;
 pub mod red;
 pub mod replay;
@@ -58,6 +67,7 @@ pub mod rfc4733;
 pub mod sdp;
 pub mod time;
 pub mod udp;
+pub mod wav;
 
 pub use key::{Dbm0, Key, KeyPress, Source};
 pub use time::{ClockRate, MediaDuration, MediaTime, Millis};

@@ -10,7 +10,9 @@
 //! version 2 with nearby sequence numbers and a payload type that is not RTCP (RFC 3550's
 //! probation); with `ports`, every datagram to or from those ports is RTP. SIP messages in the
 //! capture are read for SDP (`a=rtpmap:N telephone-event/...`), whose payload types are added
-//! to the decoders.
+//! to the decoders. Each stream's PCMU/PCMA/L16 audio also runs through an in-band detector
+//! ([`crate::audio`], [`crate::inband`]) unless [`AudioConfig::enabled`] is off, and both
+//! sources' presses go through one [`PressMerger`] per stream.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -19,8 +21,11 @@ use std::time::{Duration, Instant};
 use rtp_types::RtpPacket;
 use rustc_hash::FxHashMap;
 
+use crate::audio::{AudioConfig, AudioStats, AudioStream};
 use crate::capture::Frame;
+use crate::dedup::PressMerger;
 use crate::extend::SeqExtender;
+use crate::inband::{InbandConfig, InbandDetector, InbandEvent};
 use crate::key::KeyPress;
 use crate::rfc4733::{DecoderConfig, DecoderEvent, Ending, Rfc4733Decoder};
 use crate::sdp::SdpPayloadTypes;
@@ -34,6 +39,10 @@ pub struct ReplayConfig {
     pub decoder: DecoderConfig,
     /// UDP ports that carry RTP. Empty: find RTP flows heuristically.
     pub ports: Vec<u16>,
+    /// Audio payload types and in-band detection (on by default for PCMU and PCMA).
+    pub audio: AudioConfig,
+    /// In-band detector thresholds.
+    pub inband: InbandConfig,
 }
 
 /// One RTP stream: an SSRC on a UDP flow.
@@ -89,6 +98,11 @@ pub struct StreamSummary {
     pub non_key_events: u64,
     /// Packets the decoder refused (short event payloads, damaged red payloads).
     pub refused: u64,
+    /// Presses heard both as RFC 4733 events and in-band, reported once (see
+    /// [`crate::dedup`]).
+    pub merged: u64,
+    /// The audio path's counters (zero when no audio was decoded).
+    pub audio: AudioStats,
     /// Capture time of its first packet, relative to the capture's first frame.
     pub first_seen: Millis,
 }
@@ -113,6 +127,8 @@ struct Stream {
     payload_types: u128,
     seq: SeqExtender,
     lowest: u64,
+    audio: Option<AudioStream>,
+    merger: PressMerger,
 }
 
 #[derive(Debug)]
@@ -126,6 +142,10 @@ struct Flow {
     /// A first packet held until a second one confirms the flow is RTP.
     probation: Option<(Vec<u8>, Duration)>,
     accepted: bool,
+    audio: AudioConfig,
+    inband: InbandConfig,
+    /// The stream of the last packet, whose in-band events `collect` drains.
+    touched: Option<u32>,
 }
 
 /// The sans-IO capture replayer.
@@ -184,6 +204,14 @@ impl Replay {
         for flow in self.flows.values_mut() {
             flow.decoder.finish();
             flow.collect(&mut self.presses);
+            let ssrcs: Vec<u32> = flow.streams.keys().copied().collect();
+            for ssrc in ssrcs {
+                if let Some(audio) = flow.streams.get_mut(&ssrc).and_then(|s| s.audio.as_mut()) {
+                    audio.finish();
+                }
+                flow.touched = Some(ssrc);
+                flow.collect(&mut self.presses);
+            }
         }
         let mut streams: Vec<StreamSummary> = self
             .flows
@@ -191,6 +219,8 @@ impl Replay {
             .flat_map(|f| f.streams.values())
             .map(|s| {
                 let mut summary = s.summary.clone();
+                summary.merged = s.merger.merged();
+                summary.audio = s.audio.as_ref().map(AudioStream::stats).unwrap_or_default();
                 summary.payload_types = (0..128u8)
                     .filter(|pt| s.payload_types & (1u128 << pt) != 0)
                     .collect();
@@ -258,6 +288,9 @@ impl Replay {
                     streams: FxHashMap::default(),
                     probation: None,
                     accepted: by_port,
+                    audio: self.config.audio.clone(),
+                    inband: self.config.inband.clone(),
+                    touched: None,
                 },
             );
         }
@@ -311,11 +344,15 @@ impl Flow {
                 key_presses: 0,
                 non_key_events: 0,
                 refused: 0,
+                merged: 0,
+                audio: AudioStats::default(),
                 first_seen: Millis(arrival.as_secs_f64() * 1000.0),
             },
             payload_types: 0,
             seq: SeqExtender::new(),
             lowest: u64::MAX,
+            audio: None,
+            merger: PressMerger::new(),
         });
         let seq = stream.seq.extend(u32::from(packet.sequence_number()));
         stream.lowest = stream.lowest.min(seq);
@@ -326,6 +363,22 @@ impl Flow {
         summary.lost = expected.saturating_sub(summary.packets);
         if self.decoder.handle_rtp(now, &packet).is_err() {
             summary.refused += 1;
+        }
+        if self.audio.enabled {
+            let codec = self.audio.codec(packet.payload_type());
+            if stream.audio.is_none() && codec.is_some() {
+                let detector = InbandDetector::new(self.inband.clone());
+                let mut audio = AudioStream::new(self.audio.jitter_window, detector);
+                // Extend from the stream's first packet, exactly as the RFC 4733 decoder did.
+                if let Some(origin) = self.decoder.origin(ssrc) {
+                    audio.handle_rtp(origin.ticks() as u32, None, &[]);
+                }
+                stream.audio = Some(audio);
+            }
+            if let Some(audio) = stream.audio.as_mut() {
+                audio.handle_rtp(packet.timestamp(), codec, packet.payload());
+                self.touched = Some(ssrc);
+            }
         }
     }
 
@@ -341,6 +394,9 @@ impl Flow {
                 } => {
                     let origin = self.decoder.origin(ssrc).expect("press from a known ssrc");
                     let Some(stream) = self.streams.get_mut(&ssrc) else {
+                        continue;
+                    };
+                    let Some(press) = stream.merger.offer(press) else {
                         continue;
                     };
                     stream.summary.key_presses += 1;
@@ -359,6 +415,32 @@ impl Flow {
                 }
                 DecoderEvent::PressStarted { .. } => {}
             }
+        }
+        let Some(ssrc) = self.touched.take() else {
+            return;
+        };
+        let origin = self.decoder.origin(ssrc);
+        let Some(stream) = self.streams.get_mut(&ssrc) else {
+            return;
+        };
+        let (Some(audio), Some(origin)) = (stream.audio.as_mut(), origin) else {
+            return;
+        };
+        while let Some(event) = audio.poll_event() {
+            let InbandEvent::Press(heard) = event else {
+                continue;
+            };
+            let Some(press) = stream.merger.offer(heard.press) else {
+                continue;
+            };
+            stream.summary.key_presses += 1;
+            let offset = press.start().millis_from(origin);
+            presses.push(ReplayPress {
+                stream: stream.summary.id,
+                start: Millis(stream.summary.first_seen.0 + offset.0),
+                press,
+                ending: heard.ending,
+            });
         }
     }
 }

@@ -174,6 +174,8 @@ pub enum Ending {
     IdleTimeout,
     /// The input ended ([`Rfc4733Decoder::finish`]).
     EndOfInput,
+    /// In-band only: the tone stopped (three 10 ms blocks without it; see [`crate::inband`]).
+    ToneEnd,
 }
 
 /// What the decoder reports.
@@ -304,6 +306,14 @@ impl Rfc4733Decoder {
         self.streams
             .get(&ssrc)
             .map(|s| MediaTime::new(s.origin, self.config.clock_rate))
+    }
+
+    /// The latest media time seen from `ssrc` (its highest extended timestamp).
+    pub fn latest(&self, ssrc: u32) -> Option<MediaTime> {
+        self.streams
+            .get(&ssrc)
+            .and_then(|s| s.ts.highest())
+            .map(|t| MediaTime::new(t, self.config.clock_rate))
     }
 
     /// Adds telephone-event and red payload types (learnt from SDP after the decoder started).

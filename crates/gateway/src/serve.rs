@@ -1,0 +1,897 @@
+//! `tonegate serve`: calls on UDP, the telephony and agent APIs on HTTP, connections delivered.
+//!
+//! ```text
+//!  telephony side (SBC, PBX)        agent side (LLM agent)              customer's endpoints
+//!  POST /v1/calls (SDP offer) ─┐    GET  /v1/functions                  start (sync, timeout)
+//!  DELETE /v1/calls/{id}      ─┤    POST /v1/calls/{id}/sessions ─┐      success / failure
+//!                              ▼    GET  /v1/sessions/{id}[/events]│        (delivered by
+//!                         call task ◄── POST /v1/sessions/{id}/actions      the outbox)
+//!          UDP socket ──► (Call: media -> pci -> control) ──► agent events (SSE), connections,
+//!                                                              tonegate_pci::pay (processor)
+//! ```
+//!
+//! One tokio task per call owns its [`Call`] and its UDP socket; the HTTP handlers talk to it
+//! through a channel. Agent events go to a per-session broadcast (with history, so a stream
+//! opened late sees everything). Success and failure connections go to a [`Deliver`]er.
+
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, Request, State as AxumState};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use futures_util::stream::{self, Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::net::UdpSocket;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tonegate_control::config::{Connection, Function};
+use tonegate_control::connection::{call as send_connection, call_start};
+use tonegate_control::session::{
+    ActionRefused, AgentAction, AgentEvent, ConnectionKind, Invocation, StartFailure, State,
+};
+use tonegate_control::tools::{anthropic_tools, openai_tools};
+use tonegate_pci::processor::config::ProcessorConfig;
+use tonegate_pci::{pay, PaymentOutcome, Processor, YearMonth};
+
+use crate::call::{Call, CallConfig, CallOutput, InvokeError, MediaMode};
+use crate::sdp::Offer;
+
+/// The gateway's settings. Every field has a default; `docs/serve.md` lists them with their
+/// environment variables.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    /// HTTP listen address (`TONEGATE_LISTEN`), default 127.0.0.1:8080.
+    pub listen: SocketAddr,
+    /// Address RTP sockets bind to and SDP answers carry (`TONEGATE_RTP_IP`), default 127.0.0.1.
+    pub rtp_ip: IpAddr,
+    /// Bearer tokens of the telephony side (`TONEGATE_TELEPHONY_TOKEN`).
+    pub telephony_tokens: Vec<String>,
+    /// Bearer tokens of the agent side (`TONEGATE_AGENT_TOKEN`).
+    pub agent_tokens: Vec<String>,
+    /// Function files (`TONEGATE_FUNCTIONS`, comma-separated); default: the embedded example.
+    pub functions: Vec<PathBuf>,
+    /// The processor connector; default the sandbox.
+    pub processor: ProcessorConfig,
+    /// Where the database lives (`TONEGATE_DATA_DIR`), default `./data`.
+    pub data_dir: PathBuf,
+    /// Seconds without media after which a call is hung up, default 30.
+    pub no_media_timeout_seconds: u64,
+    /// Largest request body accepted, in bytes, default 65536.
+    pub body_limit_bytes: usize,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080),
+            rtp_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            telephony_tokens: Vec::new(),
+            agent_tokens: Vec::new(),
+            functions: Vec::new(),
+            processor: ProcessorConfig::default(),
+            data_dir: PathBuf::from("data"),
+            no_media_timeout_seconds: 30,
+            body_limit_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// The example function `serve` runs with when none is configured: its connections point at
+/// the stand-in endpoints `tonegate demo` starts on 127.0.0.1:8081.
+pub const EXAMPLE_FUNCTION: &str = "name: collect_payment
+purpose: Collects a card payment for the caller's outstanding order once they agree to pay.
+set_variables:
+  order_id: '{{ vars.get(\"order_id\", \"10482\") }}'
+connections:
+  start:
+    url: http://127.0.0.1:8081/start
+  success:
+    url: http://127.0.0.1:8081/success
+  failure:
+    url: http://127.0.0.1:8081/failure
+";
+
+impl ServeConfig {
+    /// Reads a YAML config file (or the defaults), then applies the environment.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<ServeConfig> {
+        let mut config: ServeConfig = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+                serde_yaml_ng::from_str(&text)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            }
+            None => ServeConfig::default(),
+        };
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        if let Some(v) = env("TONEGATE_LISTEN") {
+            config.listen = v
+                .parse()
+                .map_err(|e| anyhow::anyhow!("TONEGATE_LISTEN `{v}`: {e}"))?;
+        }
+        if let Some(v) = env("TONEGATE_RTP_IP") {
+            config.rtp_ip = v
+                .parse()
+                .map_err(|e| anyhow::anyhow!("TONEGATE_RTP_IP `{v}`: {e}"))?;
+        }
+        if let Some(v) = env("TONEGATE_TELEPHONY_TOKEN") {
+            config.telephony_tokens = vec![v];
+        }
+        if let Some(v) = env("TONEGATE_AGENT_TOKEN") {
+            config.agent_tokens = vec![v];
+        }
+        if let Some(v) = env("TONEGATE_FUNCTIONS") {
+            config.functions = v.split(',').map(PathBuf::from).collect();
+        }
+        if let Some(v) = env("TONEGATE_DATA_DIR") {
+            config.data_dir = PathBuf::from(v);
+        }
+        Ok(config)
+    }
+}
+
+/// Where success and failure connections go (the durable outbox in production).
+pub trait Deliver: Send + Sync {
+    /// Hands over one connection body; exactly one call per session and kind.
+    fn deliver(&self, session: &str, kind: ConnectionKind, connection: &Connection, body: Value);
+}
+
+/// Delivers directly, with a few retries and no durability: for tests and the demo until the
+/// durable outbox is configured.
+pub struct DirectDelivery {
+    client: reqwest::Client,
+}
+
+impl Deliver for DirectDelivery {
+    fn deliver(&self, session: &str, kind: ConnectionKind, connection: &Connection, body: Value) {
+        let client = self.client.clone();
+        let connection = connection.clone();
+        let session = session.to_owned();
+        tokio::spawn(async move {
+            let mut delay = Duration::from_millis(200);
+            for attempt in 1..=connection.retries.unwrap_or(8) + 1 {
+                match send_connection(&client, &connection, &body).await {
+                    Ok(_) => return,
+                    Err(e) => {
+                        tracing::warn!(%session, ?kind, attempt, error = %e, "connection delivery failed");
+                    }
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        });
+    }
+}
+
+enum CallCommand {
+    Invoke {
+        function: Arc<Function>,
+        reference: String,
+        invocation: Invocation,
+        reply: oneshot::Sender<Result<(), InvokeError>>,
+    },
+    Start(Result<Value, StartFailure>),
+    Action {
+        action: AgentAction,
+        reply: oneshot::Sender<Result<(), ActionRefused>>,
+    },
+    Payment(PaymentOutcome),
+    HangUp,
+}
+
+struct CallHandle {
+    commands: mpsc::UnboundedSender<CallCommand>,
+    rtp: SocketAddr,
+}
+
+struct SessionEntry {
+    call: String,
+    state: State,
+    history: Vec<AgentEvent>,
+    events: broadcast::Sender<AgentEvent>,
+}
+
+/// The running gateway's shared state.
+pub struct Gateway {
+    config: ServeConfig,
+    functions: BTreeMap<String, Arc<Function>>,
+    processor: Arc<dyn Processor>,
+    client: reqwest::Client,
+    deliver: Arc<dyn Deliver>,
+    calls: Mutex<HashMap<String, CallHandle>>,
+    sessions: Mutex<HashMap<String, SessionEntry>>,
+    next_id: AtomicU64,
+    draining: AtomicBool,
+}
+
+/// A gateway serving HTTP, and how to stop it.
+pub struct Running {
+    /// The HTTP address (useful when configured with port 0).
+    pub addr: SocketAddr,
+    /// The shared state.
+    pub gateway: Arc<Gateway>,
+    shutdown: oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting requests and waits for the server to end.
+    pub async fn stop(self) {
+        self.gateway.draining.store(true, Ordering::SeqCst);
+        let _ = self.shutdown.send(());
+        let _ = self.server.await;
+    }
+}
+
+impl Gateway {
+    /// Loads functions and the processor, binds the HTTP listener and starts serving.
+    pub async fn start(
+        config: ServeConfig,
+        deliver: Option<Arc<dyn Deliver>>,
+    ) -> anyhow::Result<Running> {
+        let mut functions = BTreeMap::new();
+        if config.functions.is_empty() {
+            let f = Function::from_str(
+                EXAMPLE_FUNCTION,
+                tonegate_control::config::Format::Yaml,
+                Path::new("<embedded example>"),
+            )?;
+            functions.insert(f.name.clone(), Arc::new(f));
+        }
+        for path in &config.functions {
+            let f = Function::from_path(path)?;
+            if functions.contains_key(&f.name) {
+                anyhow::bail!(
+                    "{}: function name `{}` is used twice",
+                    path.display(),
+                    f.name
+                );
+            }
+            functions.insert(f.name.clone(), Arc::new(f));
+        }
+        let processor: Arc<dyn Processor> = Arc::from(config.processor.build()?);
+        let client = tonegate_control::connection::client();
+        let deliver = deliver.unwrap_or_else(|| {
+            Arc::new(DirectDelivery {
+                client: client.clone(),
+            })
+        });
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let gateway = Arc::new(Gateway {
+            config,
+            functions,
+            processor,
+            client,
+            deliver,
+            calls: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            draining: AtomicBool::new(false),
+        });
+        let app = router(gateway.clone());
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        tracing::info!(%addr, "tonegate serving");
+        Ok(Running {
+            addr,
+            gateway,
+            shutdown: tx,
+            server,
+        })
+    }
+
+    fn id(&self, prefix: &str) -> String {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        format!("{prefix}_{n:x}{nanos:08x}")
+    }
+
+    fn publish(&self, session: &str, event: AgentEvent) {
+        let mut sessions = self.sessions.lock().expect("not poisoned");
+        if let Some(entry) = sessions.get_mut(session) {
+            match &event {
+                AgentEvent::StateChanged { to, .. } => entry.state = *to,
+                AgentEvent::Outcome { state, .. } => entry.state = *state,
+                _ => {}
+            }
+            entry.history.push(event.clone());
+            let _ = entry.events.send(event);
+        }
+    }
+
+    /// Today's month for expiry checks, from the system clock (UTC).
+    fn today() -> YearMonth {
+        let days = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() / 86_400)
+            .unwrap_or(0) as i64;
+        // Civil-from-days (Howard Hinnant's algorithm).
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        YearMonth::new(year as u16, month as u8).expect("a valid month")
+    }
+}
+
+async fn run_call(
+    gateway: Arc<Gateway>,
+    id: String,
+    socket: UdpSocket,
+    mut call: Call,
+    commands: mpsc::UnboundedSender<CallCommand>,
+    mut inbox: mpsc::UnboundedReceiver<CallCommand>,
+) {
+    let mut buf = vec![0u8; 2048];
+    let mut function: Option<Arc<Function>> = None;
+    let mut in_flight = 0usize;
+    loop {
+        let deadline = call.poll_timeout().map(tokio::time::Instant::from_std);
+        tokio::select! {
+            received = socket.recv_from(&mut buf) => {
+                if let Ok((n, _from)) = received {
+                    if let Err(e) = call.handle_rtp(Instant::now(), &buf[..n]) {
+                        tracing::debug!(call = %id, error = %e, "datagram refused");
+                    }
+                }
+            }
+            command = inbox.recv() => {
+                let Some(command) = command else { break };
+                match command {
+                    CallCommand::Invoke { function: f, reference, invocation, reply } => {
+                        let result = call.invoke(f.clone(), reference, invocation, Gateway::today());
+                        if result.is_ok() {
+                            function = Some(f);
+                        }
+                        let _ = reply.send(result);
+                    }
+                    CallCommand::Start(result) => {
+                        in_flight -= 1;
+                        call.start_result(result);
+                    }
+                    CallCommand::Action { action, reply } => {
+                        let _ = reply.send(call.agent_action(Instant::now(), action));
+                    }
+                    CallCommand::Payment(outcome) => {
+                        in_flight -= 1;
+                        call.payment_outcome(outcome);
+                    }
+                    CallCommand::HangUp => call.hang_up(),
+                }
+            }
+            _ = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            } => call.handle_timeout(Instant::now()),
+        }
+        while let Some(output) = call.poll_output() {
+            match output {
+                CallOutput::Forward(to, bytes) => {
+                    let _ = socket.send_to(&bytes, to).await;
+                }
+                CallOutput::Agent { session, event } => gateway.publish(&session, event),
+                CallOutput::StartConnection { session: _, body } => {
+                    let Some(f) = function.clone() else { continue };
+                    let client = gateway.client.clone();
+                    let tx = commands.clone();
+                    in_flight += 1;
+                    tokio::spawn(async move {
+                        let result = call_start(&client, &f.connections.start, &body).await;
+                        let _ = tx.send(CallCommand::Start(result));
+                    });
+                }
+                CallOutput::Connection {
+                    session,
+                    kind,
+                    body,
+                } => {
+                    let Some(f) = &function else { continue };
+                    let connection = match kind {
+                        ConnectionKind::Success => f.connections.success.as_ref(),
+                        ConnectionKind::Failure => f.connections.failure.as_ref(),
+                        ConnectionKind::Start => None,
+                    };
+                    if let Some(connection) = connection {
+                        gateway.deliver.deliver(&session, kind, connection, body);
+                    }
+                }
+                CallOutput::Pay {
+                    session: _,
+                    card,
+                    request,
+                } => {
+                    let processor = gateway.processor.clone();
+                    let tx = commands.clone();
+                    in_flight += 1;
+                    tokio::spawn(async move {
+                        let outcome = pay(processor.as_ref(), card, &request).await;
+                        let _ = tx.send(CallCommand::Payment(outcome));
+                    });
+                }
+                CallOutput::HungUp => tracing::info!(call = %id, "no media: call hung up"),
+            }
+        }
+        if call.is_ended() && in_flight == 0 {
+            break;
+        }
+    }
+    gateway.calls.lock().expect("not poisoned").remove(&id);
+    tracing::info!(call = %id, "call ended");
+}
+
+fn router(gateway: Arc<Gateway>) -> Router {
+    let limit = gateway.config.body_limit_bytes;
+    let telephony = Router::new()
+        .route("/v1/calls", post(create_call))
+        .route("/v1/calls/{id}", delete(end_call))
+        .route_layer(middleware::from_fn_with_state(
+            gateway.clone(),
+            telephony_auth,
+        ));
+    let agent = Router::new()
+        .route("/v1/functions", get(list_functions))
+        .route("/v1/calls/{id}/sessions", post(invoke))
+        .route("/v1/sessions/{id}", get(session_state))
+        .route("/v1/sessions/{id}/events", get(session_events))
+        .route("/v1/sessions/{id}/actions", post(session_action))
+        .route_layer(middleware::from_fn_with_state(gateway.clone(), agent_auth));
+    Router::new()
+        .merge(telephony)
+        .merge(agent)
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(gateway)
+}
+
+fn authorized(tokens: &[String], request: &Request) -> bool {
+    let Some(value) = request.headers().get(header::AUTHORIZATION) else {
+        return false;
+    };
+    let Some(token) = value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")) else {
+        return false;
+    };
+    tokens
+        .iter()
+        .any(|t| constant_time_eq(t.as_bytes(), token.as_bytes()))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn telephony_auth(
+    AxumState(g): AxumState<Arc<Gateway>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if authorized(&g.config.telephony_tokens, &request) {
+        next.run(request).await
+    } else {
+        StatusCode::UNAUTHORIZED.into_response()
+    }
+}
+
+async fn agent_auth(
+    AxumState(g): AxumState<Arc<Gateway>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if authorized(&g.config.agent_tokens, &request) {
+        next.run(request).await
+    } else {
+        StatusCode::UNAUTHORIZED.into_response()
+    }
+}
+
+async fn readyz(AxumState(g): AxumState<Arc<Gateway>>) -> Response {
+    if g.draining.load(Ordering::SeqCst) {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response()
+    } else {
+        "ready".into_response()
+    }
+}
+
+/// An API error: a status and a message a person can act on.
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn bad_json(rejection: JsonRejection) -> Response {
+    error(rejection.status(), rejection.body_text())
+}
+
+/// `POST /v1/calls`: a media leg.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCall {
+    /// An SDP offer (PCMU or PCMA, telephone-event); the answer carries the gateway's port.
+    #[serde(default)]
+    pub sdp: Option<String>,
+    /// Simple mode: the telephone-event payload type (default 101) when there is no SDP.
+    #[serde(default)]
+    pub event_payload_type: Option<u8>,
+    /// `fork` (default: receive a copy, forward nothing) or `relay`.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// Relay mode: where to forward the caller's media.
+    #[serde(default)]
+    pub relay_to: Option<SocketAddr>,
+}
+
+async fn create_call(
+    AxumState(g): AxumState<Arc<Gateway>>,
+    body: Result<Json<CreateCall>, JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(e) => return bad_json(e),
+    };
+    if g.draining.load(Ordering::SeqCst) {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the gateway is shutting down",
+        );
+    }
+    let mut config = CallConfig {
+        no_media_timeout: Duration::from_secs(g.config.no_media_timeout_seconds),
+        ..CallConfig::default()
+    };
+    let offer = match &body.sdp {
+        Some(sdp) => match Offer::parse(sdp) {
+            Ok(offer) => {
+                if !offer.telephone_event.is_empty() {
+                    config.event_payload_types = offer.telephone_event.clone();
+                }
+                config.red_payload_types = offer.red.clone();
+                Some(offer)
+            }
+            Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+        },
+        None => {
+            if let Some(pt) = body.event_payload_type {
+                if pt > 127 {
+                    return error(StatusCode::BAD_REQUEST, "event_payload_type must be 0-127");
+                }
+                config.event_payload_types = vec![pt];
+            }
+            None
+        }
+    };
+    config.mode = match (body.mode.as_deref(), body.relay_to) {
+        (None | Some("fork"), _) => MediaMode::Fork,
+        (Some("relay"), Some(to)) => MediaMode::Relay(to),
+        (Some("relay"), None) => {
+            return error(StatusCode::BAD_REQUEST, "relay mode needs relay_to")
+        }
+        (Some(other), _) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("mode `{other}`: use fork or relay"),
+            )
+        }
+    };
+    let socket = match UdpSocket::bind(SocketAddr::new(g.config.rtp_ip, 0)).await {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, format!("no RTP port: {e}")),
+    };
+    let rtp = socket.local_addr().expect("bound");
+    let id = g.id("call");
+    let answer = offer.map(|o| {
+        o.answer(
+            rtp,
+            g.next_id.load(Ordering::Relaxed),
+            matches!(config.mode, MediaMode::Relay(_)),
+        )
+    });
+    let (tx, rx) = mpsc::unbounded_channel();
+    g.calls.lock().expect("not poisoned").insert(
+        id.clone(),
+        CallHandle {
+            commands: tx.clone(),
+            rtp,
+        },
+    );
+    let call = Call::new(config, Instant::now());
+    tokio::spawn(run_call(g.clone(), id.clone(), socket, call, tx, rx));
+    tracing::info!(call = %id, %rtp, "call created");
+    (
+        StatusCode::CREATED,
+        Json(json!({ "call_id": id, "rtp": rtp.to_string(), "sdp": answer })),
+    )
+        .into_response()
+}
+
+async fn end_call(AxumState(g): AxumState<Arc<Gateway>>, UrlPath(id): UrlPath<String>) -> Response {
+    let sent = g
+        .calls
+        .lock()
+        .expect("not poisoned")
+        .get(&id)
+        .map(|c| c.commands.send(CallCommand::HangUp).is_ok());
+    match sent {
+        Some(true) => StatusCode::NO_CONTENT.into_response(),
+        _ => error(StatusCode::NOT_FOUND, format!("no call `{id}`")),
+    }
+}
+
+async fn list_functions(AxumState(g): AxumState<Arc<Gateway>>) -> Response {
+    let functions: Vec<Value> = g
+        .functions
+        .values()
+        .map(|f| json!({ "name": f.name, "openai": openai_tools(f), "anthropic": anthropic_tools(f) }))
+        .collect();
+    Json(json!({ "functions": functions })).into_response()
+}
+
+/// `POST /v1/calls/{id}/sessions`: invoke a function on a call.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvokeRequest {
+    /// The function's name.
+    pub function: String,
+    /// Input parameters (checked against the input schema).
+    #[serde(default)]
+    pub params: serde_json::Map<String, Value>,
+    /// Reference variables.
+    #[serde(default)]
+    pub refs: serde_json::Map<String, Value>,
+    /// Input variables.
+    #[serde(default)]
+    pub vars: serde_json::Map<String, Value>,
+}
+
+async fn invoke(
+    AxumState(g): AxumState<Arc<Gateway>>,
+    UrlPath(call_id): UrlPath<String>,
+    body: Result<Json<InvokeRequest>, JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(e) => return bad_json(e),
+    };
+    if g.draining.load(Ordering::SeqCst) {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the gateway is shutting down",
+        );
+    }
+    let Some(function) = g.functions.get(&body.function).cloned() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no function `{}`", body.function),
+        );
+    };
+    let Some(commands) = g
+        .calls
+        .lock()
+        .expect("not poisoned")
+        .get(&call_id)
+        .map(|c| c.commands.clone())
+    else {
+        return error(StatusCode::NOT_FOUND, format!("no call `{call_id}`"));
+    };
+    let reference = g.id("ps");
+    let (events, _) = broadcast::channel(256);
+    g.sessions.lock().expect("not poisoned").insert(
+        reference.clone(),
+        SessionEntry {
+            call: call_id.clone(),
+            state: State::Starting,
+            history: Vec::new(),
+            events,
+        },
+    );
+    let (reply, answer) = oneshot::channel();
+    let sent = commands.send(CallCommand::Invoke {
+        function,
+        reference: reference.clone(),
+        invocation: Invocation {
+            params: body.params,
+            refs: body.refs,
+            vars: body.vars,
+        },
+        reply,
+    });
+    let result = match sent {
+        Ok(()) => answer.await.unwrap_or(Err(InvokeError::CallEnded)),
+        Err(_) => Err(InvokeError::CallEnded),
+    };
+    match result {
+        Ok(()) => (
+            StatusCode::CREATED,
+            Json(json!({ "session_reference_id": reference, "call_id": call_id })),
+        )
+            .into_response(),
+        Err(e) => {
+            g.sessions.lock().expect("not poisoned").remove(&reference);
+            let status = match e {
+                InvokeError::InvalidParams(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                _ => StatusCode::CONFLICT,
+            };
+            error(status, e.to_string())
+        }
+    }
+}
+
+async fn session_state(
+    AxumState(g): AxumState<Arc<Gateway>>,
+    UrlPath(id): UrlPath<String>,
+) -> Response {
+    let sessions = g.sessions.lock().expect("not poisoned");
+    let Some(entry) = sessions.get(&id) else {
+        return error(StatusCode::NOT_FOUND, format!("no session `{id}`"));
+    };
+    let card = entry.history.iter().rev().find_map(|e| match e {
+        AgentEvent::MaskedSummary { card } => Some(card.clone()),
+        AgentEvent::Outcome { card, .. } => card.clone(),
+        _ => None,
+    });
+    let outcome = entry
+        .history
+        .iter()
+        .rev()
+        .find(|e| matches!(e, AgentEvent::Outcome { .. }));
+    Json(json!({
+        "session_reference_id": id,
+        "call_id": entry.call,
+        "state": entry.state,
+        "card": card,
+        "outcome": outcome,
+    }))
+    .into_response()
+}
+
+async fn session_events(
+    AxumState(g): AxumState<Arc<Gateway>>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Response> {
+    let (history, live) = {
+        let sessions = g.sessions.lock().expect("not poisoned");
+        let Some(entry) = sessions.get(&id) else {
+            return Err(error(StatusCode::NOT_FOUND, format!("no session `{id}`")));
+        };
+        (entry.history.clone(), entry.events.subscribe())
+    };
+    let ended = history
+        .iter()
+        .any(|e| matches!(e, AgentEvent::Outcome { .. }));
+    let to_event = |e: AgentEvent| {
+        Ok::<_, Infallible>(Event::default().json_data(&e).expect("events serialize"))
+    };
+    let past = stream::iter(history.into_iter().map(to_event));
+    let live = tokio_stream::wrappers::BroadcastStream::new(live)
+        .filter_map(|e| async move { e.ok() })
+        .take_while(|e| {
+            let last = matches!(e, AgentEvent::Outcome { .. });
+            async move { !last }
+        });
+    // The outcome itself ends the stream: send it, then stop.
+    let live: std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>> = if ended {
+        Box::pin(stream::empty())
+    } else {
+        let g2 = g.clone();
+        let id2 = id.clone();
+        Box::pin(live.map(to_event).chain(stream::once(async move {
+            let outcome = g2
+                .sessions
+                .lock()
+                .expect("not poisoned")
+                .get(&id2)
+                .and_then(|e| {
+                    e.history
+                        .iter()
+                        .rev()
+                        .find(|e| matches!(e, AgentEvent::Outcome { .. }))
+                        .cloned()
+                });
+            Ok(match outcome {
+                Some(o) => Event::default().json_data(&o).expect("events serialize"),
+                None => Event::default().comment("stream ended"),
+            })
+        })))
+    };
+    Ok(Sse::new(past.chain(live)).keep_alive(KeepAlive::default()))
+}
+
+/// `POST /v1/sessions/{id}/actions`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionRequest {
+    /// `confirm_amount`, `confirm_card`, `decline`, `cancel`, `pause`, `resume`,
+    /// `different_card`.
+    pub action: AgentAction,
+}
+
+async fn session_action(
+    AxumState(g): AxumState<Arc<Gateway>>,
+    UrlPath(id): UrlPath<String>,
+    body: Result<Json<ActionRequest>, JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(e) => return bad_json(e),
+    };
+    let call = g
+        .sessions
+        .lock()
+        .expect("not poisoned")
+        .get(&id)
+        .map(|e| e.call.clone());
+    let Some(call) = call else {
+        return error(StatusCode::NOT_FOUND, format!("no session `{id}`"));
+    };
+    let commands = g
+        .calls
+        .lock()
+        .expect("not poisoned")
+        .get(&call)
+        .map(|c| c.commands.clone());
+    let Some(commands) = commands else {
+        return error(StatusCode::CONFLICT, "the call has ended");
+    };
+    let (reply, answer) = oneshot::channel();
+    if commands
+        .send(CallCommand::Action {
+            action: body.action,
+            reply,
+        })
+        .is_err()
+    {
+        return error(StatusCode::CONFLICT, "the call has ended");
+    }
+    match answer.await {
+        Ok(Ok(())) => {
+            let state = g
+                .sessions
+                .lock()
+                .expect("not poisoned")
+                .get(&id)
+                .map(|e| e.state);
+            Json(json!({ "state": state })).into_response()
+        }
+        Ok(Err(refused)) => error(StatusCode::CONFLICT, refused.to_string()),
+        Err(_) => error(StatusCode::CONFLICT, "the call has ended"),
+    }
+}
+
+impl Gateway {
+    /// The RTP address of a call, for tests and the demo.
+    pub fn rtp_of(&self, call: &str) -> Option<SocketAddr> {
+        self.calls
+            .lock()
+            .expect("not poisoned")
+            .get(call)
+            .map(|c| c.rtp)
+    }
+}
