@@ -4,5 +4,6 @@
 pub mod call;
 pub mod clock;
 pub mod demo;
+pub mod outbox;
 pub mod sdp;
 pub mod serve;
