@@ -195,8 +195,9 @@ pub struct Connection {
     /// Timeout of one attempt, in milliseconds (default 5000).
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
-    /// Further attempts after a failure (default: 0 for start, 8 for success and failure,
-    /// which go through the gateway's durable outbox).
+    /// Further attempts after a failure. Start: default 0. Success and failure (delivered by
+    /// the gateway's durable outbox): when set, at most this many retries; when not, retried
+    /// until the outbox's deadline (24 h by default).
     #[serde(default)]
     pub retries: Option<u32>,
 }

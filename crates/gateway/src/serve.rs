@@ -12,7 +12,8 @@
 //!
 //! One tokio task per call owns its [`Call`] and its UDP socket; the HTTP handlers talk to it
 //! through a channel. Agent events go to a per-session broadcast (with history, so a stream
-//! opened late sees everything). Success and failure connections go to a [`Deliver`]er.
+//! opened late sees everything). Success and failure connections go to a [`Deliver`]er: the
+//! durable outbox (`crate::outbox`, SQLite under `data_dir`) unless a test injects another.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -35,8 +36,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 use tonegate_control::config::{Connection, Function};
-use tonegate_control::connection::{call as send_connection, call_start};
+use tonegate_control::connection::call_start;
 use tonegate_control::session::{
     ActionRefused, AgentAction, AgentEvent, ConnectionKind, Invocation, StartFailure, State,
 };
@@ -45,6 +47,7 @@ use tonegate_pci::processor::config::ProcessorConfig;
 use tonegate_pci::{pay, PaymentOutcome, Processor, YearMonth};
 
 use crate::call::{Call, CallConfig, CallOutput, InvokeError, MediaMode};
+use crate::outbox::{Backoff, DeliveryKind, NewDelivery, Outbox, Policy};
 use crate::sdp::Offer;
 
 /// The gateway's settings. Every field has a default; `docs/serve.md` lists them with their
@@ -72,6 +75,14 @@ pub struct ServeConfig {
     pub body_limit_bytes: usize,
     /// On SIGTERM, how long active sessions may take to finish, in seconds, default 30.
     pub shutdown_deadline_seconds: f64,
+    /// Success/failure deliveries: the first retry waits up to this many milliseconds (then
+    /// doubling, with full jitter), default 1000.
+    pub webhook_backoff_base_ms: u64,
+    /// Success/failure deliveries: the longest wait between attempts, in seconds, default 300.
+    pub webhook_backoff_cap_seconds: u64,
+    /// Success/failure deliveries: retried until this many hours after the session ended,
+    /// default 24.
+    pub webhook_deadline_hours: f64,
 }
 
 impl Default for ServeConfig {
@@ -87,6 +98,9 @@ impl Default for ServeConfig {
             no_media_timeout_seconds: 30,
             body_limit_bytes: 64 * 1024,
             shutdown_deadline_seconds: 30.0,
+            webhook_backoff_base_ms: 1000,
+            webhook_backoff_cap_seconds: 300,
+            webhook_deadline_hours: 24.0,
         }
     }
 }
@@ -151,30 +165,24 @@ pub trait Deliver: Send + Sync {
     fn deliver(&self, session: &str, kind: ConnectionKind, connection: &Connection, body: Value);
 }
 
-/// Delivers directly, with a few retries and no durability: for tests and the demo until the
-/// durable outbox is configured.
-pub struct DirectDelivery {
-    client: reqwest::Client,
-}
+/// The durable outbox as the gateway's deliverer: a delivery is committed to the database
+/// before `deliver` returns, then sent by the outbox's worker.
+struct OutboxDelivery(Arc<Outbox>);
 
-impl Deliver for DirectDelivery {
+impl Deliver for OutboxDelivery {
     fn deliver(&self, session: &str, kind: ConnectionKind, connection: &Connection, body: Value) {
-        let client = self.client.clone();
-        let connection = connection.clone();
-        let session = session.to_owned();
-        tokio::spawn(async move {
-            let mut delay = Duration::from_millis(200);
-            for attempt in 1..=connection.retries.unwrap_or(8) + 1 {
-                match send_connection(&client, &connection, &body).await {
-                    Ok(_) => return,
-                    Err(e) => {
-                        tracing::warn!(%session, ?kind, attempt, error = %e, "connection delivery failed");
-                    }
-                }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(30));
-            }
-        });
+        let Ok(kind) = DeliveryKind::try_from(kind) else {
+            return;
+        };
+        let delivery = NewDelivery {
+            session_reference: session.to_owned(),
+            kind,
+            connection: connection.clone(),
+            body,
+        };
+        if let Err(e) = self.0.enqueue_blocking(delivery) {
+            tracing::error!(%session, error = %e, "cannot store a connection delivery");
+        }
     }
 }
 
@@ -213,6 +221,7 @@ pub struct Gateway {
     processor: Arc<dyn Processor>,
     client: reqwest::Client,
     deliver: Arc<dyn Deliver>,
+    outbox: Option<Arc<Outbox>>,
     calls: Mutex<HashMap<String, CallHandle>>,
     sessions: Mutex<HashMap<String, SessionEntry>>,
     next_id: AtomicU64,
@@ -227,6 +236,7 @@ pub struct Running {
     pub gateway: Arc<Gateway>,
     shutdown: oneshot::Sender<()>,
     server: tokio::task::JoinHandle<()>,
+    worker: CancellationToken,
 }
 
 impl Running {
@@ -264,6 +274,14 @@ impl Running {
         {
             server.abort();
         }
+        // Last chance for the connections of the sessions that just ended; what cannot be
+        // delivered now stays in the database for the next start.
+        if let Some(outbox) = &self.gateway.outbox {
+            if let Err(e) = outbox.flush(Duration::from_secs(5)).await {
+                tracing::warn!(error = %e, "outbox flush failed");
+            }
+        }
+        self.worker.cancel();
     }
 }
 
@@ -295,11 +313,26 @@ impl Gateway {
         }
         let processor: Arc<dyn Processor> = Arc::from(config.processor.build()?);
         let client = tonegate_control::connection::client();
-        let deliver = deliver.unwrap_or_else(|| {
-            Arc::new(DirectDelivery {
-                client: client.clone(),
-            })
-        });
+        let (deliver, outbox): (Arc<dyn Deliver>, Option<Arc<Outbox>>) = match deliver {
+            Some(deliver) => (deliver, None),
+            None => {
+                let policy = Policy {
+                    backoff: Backoff {
+                        base: Duration::from_millis(config.webhook_backoff_base_ms),
+                        cap: Duration::from_secs(config.webhook_backoff_cap_seconds),
+                        ..Backoff::default()
+                    },
+                    deadline: Duration::from_secs_f64(config.webhook_deadline_hours * 3600.0),
+                    ..Policy::default()
+                };
+                let outbox = Arc::new(Outbox::open(config.data_dir.join("tonegate.db"), policy)?);
+                (Arc::new(OutboxDelivery(outbox.clone())), Some(outbox))
+            }
+        };
+        let worker = CancellationToken::new();
+        if let Some(outbox) = &outbox {
+            tokio::spawn(outbox.clone().run(worker.clone()));
+        }
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
@@ -310,6 +343,7 @@ impl Gateway {
             processor,
             client,
             deliver,
+            outbox,
             calls: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
@@ -330,6 +364,7 @@ impl Gateway {
             gateway,
             shutdown: tx,
             server,
+            worker,
         })
     }
 

@@ -395,3 +395,203 @@ async fn shutdown_refuses_new_work_lets_sessions_end_then_hangs_up_the_rest() {
     assert_eq!(outcome["failed_reason"], "caller-hung-up");
     stopping.await.unwrap();
 }
+
+mod durable {
+    //! Success and failure connections through the durable outbox: an endpoint that is down,
+    //! then up; a gateway restarted with deliveries still pending.
+
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use axum::extract::State;
+    use axum::http::StatusCode;
+    use axum::routing::post;
+    use axum::{Json, Router};
+    use serde_json::{json, Value};
+    use tonegate::demo::{demo_function, wait_for, Agent, Caller};
+    use tonegate::serve::{Gateway, Running, ServeConfig};
+
+    use super::{start_body, LIMIT, PACE};
+
+    #[derive(Clone, Default)]
+    struct Endpoint {
+        down: Arc<AtomicBool>,
+        received: Arc<Mutex<Vec<(String, Value)>>>,
+        refused: Arc<Mutex<u32>>,
+    }
+
+    async fn endpoint(e: Endpoint) -> std::net::SocketAddr {
+        let hook = |path: &'static str| {
+            move |State(e): State<Endpoint>, Json(body): Json<Value>| async move {
+                if e.down.load(Ordering::SeqCst) {
+                    *e.refused.lock().unwrap() += 1;
+                    return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({})));
+                }
+                e.received.lock().unwrap().push((path.to_owned(), body));
+                (StatusCode::OK, Json(json!({"ok": true})))
+            }
+        };
+        let app = Router::new()
+            .route("/start", post(|| async { Json(start_body()) }))
+            .route("/success", post(hook("/success")))
+            .route("/failure", post(hook("/failure")))
+            .with_state(e);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        addr
+    }
+
+    async fn gateway(dir: &std::path::Path, customer: std::net::SocketAddr) -> Running {
+        let function = dir.join("f.yaml");
+        std::fs::write(&function, demo_function(customer)).unwrap();
+        let config = ServeConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            telephony_tokens: vec!["tel".into()],
+            agent_tokens: vec!["agt".into()],
+            functions: vec![function],
+            data_dir: dir.join("data"),
+            shutdown_deadline_seconds: 0.5,
+            webhook_backoff_base_ms: 50,
+            webhook_backoff_cap_seconds: 1,
+            ..ServeConfig::default()
+        };
+        Gateway::start(config, None).await.unwrap()
+    }
+
+    /// A successful payment; returns the session reference.
+    async fn pay(running: &Running) -> String {
+        let agent = Agent::new(running.addr, "tel", "agt");
+        let (call, rtp) = agent.create_call().await.unwrap();
+        let mut caller = Caller::new(rtp, PACE).await.unwrap();
+        let session = agent.invoke(&call).await.unwrap();
+        let mut events = agent.events(&session).await.unwrap();
+        wait_for(&mut events, "state_changed", false, LIMIT)
+            .await
+            .unwrap();
+        agent.act(&session, "confirm_amount").await.unwrap();
+        caller.press("4242424242424242#0731739").await.unwrap();
+        caller.press("94107#").await.unwrap();
+        wait_for(&mut events, "masked_summary", false, LIMIT)
+            .await
+            .unwrap();
+        agent.act(&session, "confirm_card").await.unwrap();
+        let outcome = wait_for(&mut events, "outcome", false, LIMIT)
+            .await
+            .unwrap();
+        assert_eq!(outcome["state"], "succeeded");
+        agent.hang_up(&call).await.unwrap();
+        session
+    }
+
+    async fn delivered(e: &Endpoint, session: &str, want: usize) {
+        for _ in 0..400 {
+            let n = e
+                .received
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(p, b)| p == "/success" && b["session_reference_id"] == session)
+                .count();
+            if n >= want {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!(
+            "{session} not delivered {want} time(s): {:?}",
+            e.received.lock().unwrap()
+        );
+    }
+
+    /// Whether `needle` stands on its own in `text` (not inside a longer word or hex id, where
+    /// three digits occur by chance).
+    fn contains_token(text: &str, needle: &str) -> bool {
+        let bytes = text.as_bytes();
+        text.match_indices(needle).any(|(i, _)| {
+            let before = i.checked_sub(1).map(|j| bytes[j]);
+            let after = bytes.get(i + needle.len()).copied();
+            !before.is_some_and(|b| b.is_ascii_alphanumeric())
+                && !after.is_some_and(|b| b.is_ascii_alphanumeric())
+        })
+    }
+
+    fn dir(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("tonegate-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_success_endpoint_that_is_down_gets_the_delivery_when_it_is_back() {
+        let d = dir("down-up");
+        let e = Endpoint::default();
+        e.down.store(true, Ordering::SeqCst);
+        let running = gateway(&d, endpoint(e.clone()).await).await;
+        let session = pay(&running).await;
+        for _ in 0..200 {
+            if *e.refused.lock().unwrap() >= 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert!(*e.refused.lock().unwrap() >= 2, "retried while down");
+        e.down.store(false, Ordering::SeqCst);
+        delivered(&e, &session, 1).await;
+        running.stop().await;
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_restarted_gateway_delivers_what_was_pending_once_per_session() {
+        let d = dir("restart");
+        let e = Endpoint::default();
+        e.down.store(true, Ordering::SeqCst);
+        let customer = endpoint(e.clone()).await;
+        let first = gateway(&d, customer).await;
+        let session = pay(&first).await;
+        first.stop().await;
+        assert!(e.received.lock().unwrap().is_empty());
+
+        // The database file after a whole session holds masked data only.
+        let mut bytes = Vec::new();
+        for entry in std::fs::read_dir(d.join("data")).unwrap() {
+            bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            text.contains(&session),
+            "the pending delivery is in the file"
+        );
+        for secret in [
+            "4242424242424242",
+            "424242424242",
+            "0731",
+            "07/31",
+            "739",
+            "94107",
+        ] {
+            assert!(
+                !contains_token(&text, secret),
+                "`{secret}` is in the database file"
+            );
+        }
+
+        e.down.store(false, Ordering::SeqCst);
+        let second = gateway(&d, customer).await;
+        delivered(&e, &session, 1).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let n = e
+            .received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, b)| b["session_reference_id"] == session)
+            .count();
+        assert_eq!(n, 1, "delivered once");
+        second.stop().await;
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
