@@ -182,7 +182,7 @@ fn decode(
                 for press in replay.drain_presses() {
                     print_press(&mut out, args.format, &press)?;
                 }
-                if frames % 65_536 == 0 {
+                if frames.is_multiple_of(65_536) {
                     if let Some(bar) = &progress {
                         bar.set_position(frame_position(&frame, map));
                     }

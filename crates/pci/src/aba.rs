@@ -10,7 +10,7 @@ pub(crate) fn is_valid_routing_number(digits: &[u8]) -> bool {
     }
     let d: Vec<u32> = digits.iter().map(|&b| u32::from(b - b'0')).collect();
     let sum = 3 * (d[0] + d[3] + d[6]) + 7 * (d[1] + d[4] + d[7]) + (d[2] + d[5] + d[8]);
-    sum % 10 == 0 && d.iter().any(|&x| x != 0)
+    sum.is_multiple_of(10) && d.iter().any(|&x| x != 0)
 }
 
 #[cfg(test)]
