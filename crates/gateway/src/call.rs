@@ -139,6 +139,22 @@ pub struct Call {
     outputs: VecDeque<CallOutput>,
     packets: u64,
     refused: u64,
+    presses: u64,
+    /// Per SSRC: sequence extension, lowest and count, for loss.
+    sequences: std::collections::HashMap<u32, (tonegate_media::extend::SeqExtender, u64, u64)>,
+}
+
+/// Running totals of a call, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CallCounters {
+    /// RTP packets received.
+    pub packets: u64,
+    /// Datagrams refused.
+    pub refused: u64,
+    /// Key presses heard (RFC 4733).
+    pub presses: u64,
+    /// Packets missing from the sequence-number ranges seen.
+    pub lost: u64,
 }
 
 impl std::fmt::Debug for Call {
@@ -169,6 +185,26 @@ impl Call {
             outputs: VecDeque::new(),
             packets: 0,
             refused: 0,
+            presses: 0,
+            sequences: std::collections::HashMap::new(),
+        }
+    }
+
+    /// Running totals, for metrics.
+    pub fn counters(&self) -> CallCounters {
+        let lost = self
+            .sequences
+            .values()
+            .map(|(seq, lowest, count)| {
+                let expected = seq.highest().map_or(0, |h| h - lowest + 1);
+                expected.saturating_sub(*count)
+            })
+            .sum();
+        CallCounters {
+            packets: self.packets,
+            refused: self.refused,
+            presses: self.presses,
+            lost,
         }
     }
 
@@ -214,6 +250,13 @@ impl Call {
         };
         self.packets += 1;
         self.last_packet = now;
+        let (seq, lowest, count) = self
+            .sequences
+            .entry(packet.ssrc())
+            .or_insert_with(|| (tonegate_media::extend::SeqExtender::new(), u64::MAX, 0));
+        let n = seq.extend(u32::from(packet.sequence_number()));
+        *lowest = (*lowest).min(n);
+        *count += 1;
         let result = self.decoder.handle_rtp(now, &packet);
         if result.is_err() {
             self.refused += 1;
@@ -251,6 +294,7 @@ impl Call {
             let DecoderEvent::Press { ssrc, press, .. } = event else {
                 continue;
             };
+            self.presses += 1;
             let Some(payment) = &mut self.payment else {
                 continue;
             };

@@ -4,6 +4,7 @@
 pub mod call;
 pub mod clock;
 pub mod demo;
+pub mod metrics;
 pub mod outbox;
 pub mod sdp;
 pub mod serve;

@@ -46,7 +46,8 @@ use tonegate_control::tools::{anthropic_tools, openai_tools};
 use tonegate_pci::processor::config::ProcessorConfig;
 use tonegate_pci::{pay, PaymentOutcome, Processor, YearMonth};
 
-use crate::call::{Call, CallConfig, CallOutput, InvokeError, MediaMode};
+use crate::call::{Call, CallConfig, CallCounters, CallOutput, InvokeError, MediaMode};
+use crate::metrics::{Metrics, OutcomeLabels, SourceLabels, StateLabels};
 use crate::outbox::{Backoff, DeliveryKind, NewDelivery, Outbox, Policy};
 use crate::sdp::Offer;
 
@@ -226,6 +227,8 @@ pub struct Gateway {
     sessions: Mutex<HashMap<String, SessionEntry>>,
     next_id: AtomicU64,
     draining: AtomicBool,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
 }
 
 /// A gateway serving HTTP, and how to stop it.
@@ -348,6 +351,7 @@ impl Gateway {
             sessions: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             draining: AtomicBool::new(false),
+            metrics: Metrics::default(),
         });
         let app = router(gateway.clone());
         let (tx, rx) = oneshot::channel::<()>();
@@ -391,8 +395,31 @@ impl Gateway {
         let mut sessions = self.sessions.lock().expect("not poisoned");
         if let Some(entry) = sessions.get_mut(session) {
             match &event {
-                AgentEvent::StateChanged { to, .. } => entry.state = *to,
-                AgentEvent::Outcome { state, .. } => entry.state = *state,
+                AgentEvent::StateChanged { to, .. } => {
+                    entry.state = *to;
+                    self.metrics
+                        .session_states
+                        .get_or_create(&StateLabels {
+                            state: to.as_str().to_owned(),
+                        })
+                        .inc();
+                }
+                AgentEvent::Outcome {
+                    state,
+                    failed_reason,
+                    ..
+                } => {
+                    entry.state = *state;
+                    self.metrics
+                        .session_outcomes
+                        .get_or_create(&OutcomeLabels {
+                            state: state.as_str().to_owned(),
+                            reason: failed_reason
+                                .map(|r| r.as_str().to_owned())
+                                .unwrap_or_default(),
+                        })
+                        .inc();
+                }
                 _ => {}
             }
             entry.history.push(event.clone());
@@ -430,6 +457,7 @@ async fn run_call(
     let mut buf = vec![0u8; 2048];
     let mut function: Option<Arc<Function>> = None;
     let mut in_flight = 0usize;
+    let mut counted = CallCounters::default();
     loop {
         let deadline = call.poll_timeout().map(tokio::time::Instant::from_std);
         tokio::select! {
@@ -518,10 +546,22 @@ async fn run_call(
                 CallOutput::HungUp => tracing::info!(call = %id, "no media: call hung up"),
             }
         }
+        let now = call.counters();
+        let m = &gateway.metrics;
+        m.rtp_packets.inc_by(now.packets - counted.packets);
+        m.rtp_refused.inc_by(now.refused - counted.refused);
+        m.rtp_lost.inc_by(now.lost.saturating_sub(counted.lost));
+        m.key_presses
+            .get_or_create(&SourceLabels {
+                source: "rfc4733".into(),
+            })
+            .inc_by(now.presses - counted.presses);
+        counted = now;
         if call.is_ended() && in_flight == 0 {
             break;
         }
     }
+    gateway.metrics.active_calls.dec();
     gateway.calls.lock().expect("not poisoned").remove(&id);
     tracing::info!(call = %id, "call ended");
 }
@@ -546,6 +586,7 @@ fn router(gateway: Arc<Gateway>) -> Router {
         .merge(telephony)
         .merge(agent)
         .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
         .route("/readyz", get(readyz))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(gateway)
@@ -589,6 +630,23 @@ async fn agent_auth(
     } else {
         StatusCode::UNAUTHORIZED.into_response()
     }
+}
+
+async fn metrics(AxumState(g): AxumState<Arc<Gateway>>) -> Response {
+    if let Some(outbox) = &g.outbox {
+        if let Ok(stats) = outbox.stats().await {
+            g.metrics.outbox_depth.set(stats.pending as i64);
+            g.metrics.outbox_retries.set(stats.retries as i64);
+        }
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        g.metrics.encode(),
+    )
+        .into_response()
 }
 
 async fn readyz(AxumState(g): AxumState<Arc<Gateway>>) -> Response {
@@ -706,6 +764,8 @@ async fn create_call(
         },
     );
     let call = Call::new(config, Instant::now());
+    g.metrics.calls.inc();
+    g.metrics.active_calls.inc();
     tokio::spawn(run_call(g.clone(), id.clone(), socket, call, tx, rx));
     tracing::info!(call = %id, %rtp, "call created");
     (
@@ -811,11 +871,14 @@ async fn invoke(
         Err(_) => Err(InvokeError::CallEnded),
     };
     match result {
-        Ok(()) => (
-            StatusCode::CREATED,
-            Json(json!({ "session_reference_id": reference, "call_id": call_id })),
-        )
-            .into_response(),
+        Ok(()) => {
+            g.metrics.sessions.inc();
+            (
+                StatusCode::CREATED,
+                Json(json!({ "session_reference_id": reference, "call_id": call_id })),
+            )
+                .into_response()
+        }
         Err(e) => {
             g.sessions.lock().expect("not poisoned").remove(&reference);
             let status = match e {

@@ -129,6 +129,23 @@ async fn a_full_payment_succeeds_and_the_success_endpoint_hears_of_it() {
         !all.contains("4242424242424242") && !all.contains("1230"),
         "{all}"
     );
+    let metrics = reqwest::get(format!("http://{}/metrics", w.running.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "tonegate_calls_total 1",
+        "tonegate_sessions_total 1",
+        "tonegate_session_outcomes_total{state=\"succeeded\",reason=\"\"} 1",
+        "tonegate_session_states_total{state=\"processing\"} 1",
+        "tonegate_key_presses_total{source=\"rfc4733\"} 30",
+        "tonegate_rtp_lost_total 0",
+        "tonegate_outbox_depth ",
+    ] {
+        assert!(metrics.contains(line), "`{line}` not in:\n{metrics}");
+    }
     w.running.stop().await;
 }
 

@@ -1,0 +1,128 @@
+//! Prometheus metrics at `/metrics`: calls, sessions by state and outcome, key presses by
+//! source, RTP packets and loss, outbox depth and retries.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Label: a session's outcome (`succeeded`, `failed`, `cancelled`) and failed reason.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `succeeded`, `failed` or `cancelled`.
+    pub state: String,
+    /// The `failed_reason`, empty on success.
+    pub reason: String,
+}
+
+/// Label: a session state.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    /// The state entered.
+    pub state: String,
+}
+
+/// Label: how a key press was heard.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    /// `rfc4733` or `inband`.
+    pub source: String,
+}
+
+/// The gateway's metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// Calls created.
+    pub calls: Counter,
+    /// Calls up now.
+    pub active_calls: Gauge,
+    /// Sessions started.
+    pub sessions: Counter,
+    /// State transitions, by the state entered.
+    pub session_states: Family<StateLabels, Counter>,
+    /// Ended sessions, by outcome.
+    pub session_outcomes: Family<OutcomeLabels, Counter>,
+    /// Key presses heard (in and out of sessions), by source.
+    pub key_presses: Family<SourceLabels, Counter>,
+    /// RTP packets received.
+    pub rtp_packets: Counter,
+    /// Datagrams refused (not RTP, damaged payloads).
+    pub rtp_refused: Counter,
+    /// RTP packets missing from sequence-number ranges.
+    pub rtp_lost: Counter,
+    /// Success/failure deliveries waiting (sampled at scrape).
+    pub outbox_depth: Gauge,
+    /// Delivery attempts beyond the first (sampled at scrape).
+    pub outbox_retries: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("tonegate");
+        let m = Metrics {
+            calls: Counter::default(),
+            active_calls: Gauge::default(),
+            sessions: Counter::default(),
+            session_states: Family::default(),
+            session_outcomes: Family::default(),
+            key_presses: Family::default(),
+            rtp_packets: Counter::default(),
+            rtp_refused: Counter::default(),
+            rtp_lost: Counter::default(),
+            outbox_depth: Gauge::default(),
+            outbox_retries: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register("calls", "Calls created", m.calls.clone());
+        registry.register("active_calls", "Calls up now", m.active_calls.clone());
+        registry.register("sessions", "Payment sessions started", m.sessions.clone());
+        registry.register(
+            "session_states",
+            "Session state transitions, by the state entered",
+            m.session_states.clone(),
+        );
+        registry.register(
+            "session_outcomes",
+            "Ended sessions, by outcome and failed reason",
+            m.session_outcomes.clone(),
+        );
+        registry.register(
+            "key_presses",
+            "Key presses heard, by source",
+            m.key_presses.clone(),
+        );
+        registry.register("rtp_packets", "RTP packets received", m.rtp_packets.clone());
+        registry.register(
+            "rtp_refused",
+            "Datagrams refused (not RTP, damaged)",
+            m.rtp_refused.clone(),
+        );
+        registry.register(
+            "rtp_lost",
+            "RTP packets missing from sequence ranges",
+            m.rtp_lost.clone(),
+        );
+        registry.register(
+            "outbox_depth",
+            "Connection deliveries waiting",
+            m.outbox_depth.clone(),
+        );
+        registry.register(
+            "outbox_retries",
+            "Connection delivery attempts beyond the first",
+            m.outbox_retries.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+}
+
+impl Metrics {
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
