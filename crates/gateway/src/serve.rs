@@ -587,6 +587,10 @@ fn router(gateway: Arc<Gateway>) -> Router {
         .merge(agent)
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
+        .route(
+            "/openapi.json",
+            get(|| async { Json(<ApiDoc as utoipa::OpenApi>::openapi()) }),
+        )
         .route("/readyz", get(readyz))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(gateway)
@@ -659,7 +663,13 @@ async fn readyz(AxumState(g): AxumState<Arc<Gateway>>) -> Response {
 
 /// An API error: a status and a message a person can act on.
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
+    (
+        status,
+        Json(ApiError {
+            error: message.into(),
+        }),
+    )
+        .into_response()
 }
 
 /// A body that is not the JSON expected: 400 with serde's words (which say what and where),
@@ -673,7 +683,7 @@ fn bad_json(rejection: JsonRejection) -> Response {
 }
 
 /// `POST /v1/calls`: a media leg.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCall {
     /// An SDP offer (PCMU or PCMA, telephone-event); the answer carries the gateway's port.
@@ -685,11 +695,17 @@ pub struct CreateCall {
     /// `fork` (default: receive a copy, forward nothing) or `relay`.
     #[serde(default)]
     pub mode: Option<String>,
-    /// Relay mode: where to forward the caller's media.
+    /// Relay mode: where to forward the caller's media (`ip:port`).
     #[serde(default)]
+    #[schema(value_type = Option<String>, example = "127.0.0.1:40000")]
     pub relay_to: Option<SocketAddr>,
 }
 
+/// Creates a media leg from an SDP offer (or simple JSON) and answers with the gateway's RTP
+/// address.
+#[utoipa::path(post, path = "/v1/calls", request_body = CreateCall, responses(
+    (status = 201, body = CallCreated), (status = 400, body = ApiError), (status = 401),
+    (status = 503, body = ApiError, description = "shutting down, or no RTP port")))]
 async fn create_call(
     AxumState(g): AxumState<Arc<Gateway>>,
     body: Result<Json<CreateCall>, JsonRejection>,
@@ -770,11 +786,18 @@ async fn create_call(
     tracing::info!(call = %id, %rtp, "call created");
     (
         StatusCode::CREATED,
-        Json(json!({ "call_id": id, "rtp": rtp.to_string(), "sdp": answer })),
+        Json(CallCreated {
+            call_id: id,
+            rtp: rtp.to_string(),
+            sdp: answer,
+        }),
     )
         .into_response()
 }
 
+/// Hangs up a call.
+#[utoipa::path(delete, path = "/v1/calls/{id}", params(("id" = String, Path)), responses(
+    (status = 204), (status = 401), (status = 404, body = ApiError)))]
 async fn end_call(AxumState(g): AxumState<Arc<Gateway>>, UrlPath(id): UrlPath<String>) -> Response {
     let sent = g
         .calls
@@ -788,6 +811,8 @@ async fn end_call(AxumState(g): AxumState<Arc<Gateway>>, UrlPath(id): UrlPath<St
     }
 }
 
+/// The configured functions as LLM tool definitions (OpenAI and Anthropic shapes).
+#[utoipa::path(get, path = "/v1/functions", responses((status = 200, description = "`{\"functions\": [{\"name\", \"openai\": [...], \"anthropic\": [...]}]}`"), (status = 401)))]
 async fn list_functions(AxumState(g): AxumState<Arc<Gateway>>) -> Response {
     let functions: Vec<Value> = g
         .functions
@@ -798,22 +823,30 @@ async fn list_functions(AxumState(g): AxumState<Arc<Gateway>>) -> Response {
 }
 
 /// `POST /v1/calls/{id}/sessions`: invoke a function on a call.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InvokeRequest {
     /// The function's name.
     pub function: String,
     /// Input parameters (checked against the input schema).
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub params: serde_json::Map<String, Value>,
     /// Reference variables.
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub refs: serde_json::Map<String, Value>,
     /// Input variables.
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub vars: serde_json::Map<String, Value>,
 }
 
+/// Invokes a function on a call: a payment session starts.
+#[utoipa::path(post, path = "/v1/calls/{id}/sessions", params(("id" = String, Path)), request_body = InvokeRequest, responses(
+    (status = 201, body = SessionCreated), (status = 400, body = ApiError), (status = 401),
+    (status = 404, body = ApiError), (status = 409, body = ApiError, description = "a session is already active, or the call ended"),
+    (status = 422, body = ApiError, description = "params do not match the input schema")))]
 async fn invoke(
     AxumState(g): AxumState<Arc<Gateway>>,
     UrlPath(call_id): UrlPath<String>,
@@ -875,7 +908,10 @@ async fn invoke(
             g.metrics.sessions.inc();
             (
                 StatusCode::CREATED,
-                Json(json!({ "session_reference_id": reference, "call_id": call_id })),
+                Json(SessionCreated {
+                    session_reference_id: reference,
+                    call_id,
+                }),
             )
                 .into_response()
         }
@@ -890,6 +926,9 @@ async fn invoke(
     }
 }
 
+/// A session's state, masked card and outcome.
+#[utoipa::path(get, path = "/v1/sessions/{id}", params(("id" = String, Path)), responses(
+    (status = 200, description = "`{session_reference_id, call_id, state, card, outcome}`"), (status = 401), (status = 404, body = ApiError)))]
 async fn session_state(
     AxumState(g): AxumState<Arc<Gateway>>,
     UrlPath(id): UrlPath<String>,
@@ -918,6 +957,12 @@ async fn session_state(
     .into_response()
 }
 
+/// The session's events as Server-Sent Events: every event so far, then live ones, ending with
+/// the outcome. Each `data:` is a JSON agent event with a `type`: `say`, `state_changed`,
+/// `field_started`, `field_progress`, `field_completed`, `field_rejected`, `masked_summary`,
+/// `outcome`. Masked only.
+#[utoipa::path(get, path = "/v1/sessions/{id}/events", params(("id" = String, Path)), responses(
+    (status = 200, content_type = "text/event-stream", description = "the event stream"), (status = 401), (status = 404, body = ApiError)))]
 async fn session_events(
     AxumState(g): AxumState<Arc<Gateway>>,
     UrlPath(id): UrlPath<String>,
@@ -971,14 +1016,71 @@ async fn session_events(
 }
 
 /// `POST /v1/sessions/{id}/actions`.
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActionRequest {
     /// `confirm_amount`, `confirm_card`, `decline`, `cancel`, `pause`, `resume`,
     /// `different_card`.
+    #[schema(value_type = String, example = "confirm_amount")]
     pub action: AgentAction,
 }
 
+/// A created media leg.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CallCreated {
+    /// The call's id.
+    pub call_id: String,
+    /// Where to send the caller's RTP.
+    pub rtp: String,
+    /// The SDP answer, when an offer was given.
+    pub sdp: Option<String>,
+}
+
+/// A started payment session.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SessionCreated {
+    /// The session's reference (`session_reference_id` on the connections).
+    pub session_reference_id: String,
+    /// The call it runs on.
+    pub call_id: String,
+}
+
+/// An error: what is wrong, for a person.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ApiError {
+    /// The message.
+    pub error: String,
+}
+
+/// The tonegate HTTP API, generated from the handlers below.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "tonegate", description = "DTMF gateway for secure voice payments: the telephony side (media legs) and the agent side (payment sessions). Every /v1 route needs a bearer token: a telephony token for /v1/calls and DELETE /v1/calls/{id}, an agent token for the rest."),
+    paths(create_call, end_call, list_functions, invoke, session_state, session_events, session_action),
+    components(schemas(CreateCall, CallCreated, InvokeRequest, SessionCreated, ActionRequest, ApiError)),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// An agent action: `confirm_amount`, `confirm_card`, `decline`, `cancel`, `pause`, `resume`,
+/// `different_card`.
+#[utoipa::path(post, path = "/v1/sessions/{id}/actions", params(("id" = String, Path)), request_body = ActionRequest, responses(
+    (status = 200, description = "`{\"state\": ...}`"), (status = 400, body = ApiError), (status = 401), (status = 404, body = ApiError),
+    (status = 409, body = ApiError, description = "refused in the session's state, with the reason")))]
 async fn session_action(
     AxumState(g): AxumState<Arc<Gateway>>,
     UrlPath(id): UrlPath<String>,
