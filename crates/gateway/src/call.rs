@@ -27,8 +27,11 @@ use tonegate_control::session::{
     ActionRefused, AgentAction, AgentEvent, CollectorCommand, ConnectionKind, Input, Invocation,
     Output, Session, StartFailure, State,
 };
+use tonegate_media::audio::{AudioConfig, AudioStream};
+use tonegate_media::dedup::PressMerger;
+use tonegate_media::inband::{InbandConfig, InbandDetector, InbandEvent};
 use tonegate_media::rfc4733::{DecoderConfig, DecoderEvent, Rfc4733Decoder};
-use tonegate_media::ClockRate;
+use tonegate_media::{ClockRate, KeyPress, Source};
 use tonegate_pci::{Collector, PaymentOutcome, PaymentRequest, SealedCard, YearMonth};
 
 use crate::clock::CallClock;
@@ -54,6 +57,9 @@ pub struct CallConfig {
     pub mode: MediaMode,
     /// A call with no media for this long ends as a hang-up.
     pub no_media_timeout: Duration,
+    /// In-band DTMF: which payload types carry audio (PCMU 0 and PCMA 8 by default) and
+    /// whether to listen to it at all (`enabled`, default true).
+    pub audio: AudioConfig,
 }
 
 impl Default for CallConfig {
@@ -63,6 +69,7 @@ impl Default for CallConfig {
             red_payload_types: Vec::new(),
             mode: MediaMode::Fork,
             no_media_timeout: Duration::from_secs(30),
+            audio: AudioConfig::default(),
         }
     }
 }
@@ -128,6 +135,13 @@ struct Payment {
     collector: Option<Collector>,
 }
 
+/// One SSRC's ears: its in-band audio path, and the merger that makes RFC 4733 events and
+/// tones one digit stream (a tone also signalled as an event is one press).
+struct Listener {
+    audio: Option<AudioStream>,
+    merger: PressMerger,
+}
+
 /// One call. See the module docs.
 pub struct Call {
     config: CallConfig,
@@ -140,6 +154,9 @@ pub struct Call {
     packets: u64,
     refused: u64,
     presses: u64,
+    presses_inband: u64,
+    /// Per SSRC: the in-band path (when audio is decoded) and the one-digit-stream merger.
+    listeners: std::collections::HashMap<u32, Listener>,
     /// Per SSRC: sequence extension, lowest and count, for loss.
     sequences: std::collections::HashMap<u32, (tonegate_media::extend::SeqExtender, u64, u64)>,
 }
@@ -151,8 +168,10 @@ pub struct CallCounters {
     pub packets: u64,
     /// Datagrams refused.
     pub refused: u64,
-    /// Key presses heard (RFC 4733).
+    /// Key presses heard as RFC 4733 telephone-events.
     pub presses: u64,
+    /// Key presses heard as in-band tones (and not also as events).
+    pub presses_inband: u64,
     /// Packets missing from the sequence-number ranges seen.
     pub lost: u64,
 }
@@ -186,6 +205,8 @@ impl Call {
             packets: 0,
             refused: 0,
             presses: 0,
+            presses_inband: 0,
+            listeners: std::collections::HashMap::new(),
             sequences: std::collections::HashMap::new(),
         }
     }
@@ -204,6 +225,7 @@ impl Call {
             packets: self.packets,
             refused: self.refused,
             presses: self.presses,
+            presses_inband: self.presses_inband,
             lost,
         }
     }
@@ -264,6 +286,34 @@ impl Call {
         if let Some(latest) = self.decoder.latest(packet.ssrc()) {
             self.clock.map(now, packet.ssrc(), latest);
         }
+        let codec = if self.config.audio.enabled {
+            self.config.audio.codec(packet.payload_type())
+        } else {
+            None
+        };
+        let origin = self.decoder.origin(packet.ssrc());
+        let listener = self
+            .listeners
+            .entry(packet.ssrc())
+            .or_insert_with(|| Listener {
+                audio: None,
+                merger: PressMerger::new(),
+            });
+        if listener.audio.is_none() && codec.is_some() {
+            let mut audio = AudioStream::new(
+                self.config.audio.jitter_window,
+                InbandDetector::new(InbandConfig::default()),
+            );
+            // Extend timestamps from the stream's first packet, as the RFC 4733 decoder did,
+            // so both sources share one timeline for the merger.
+            if let Some(origin) = origin {
+                audio.handle_rtp(origin.ticks() as u32, None, &[]);
+            }
+            listener.audio = Some(audio);
+        }
+        if let Some(audio) = listener.audio.as_mut() {
+            audio.handle_rtp(packet.timestamp(), codec, packet.payload());
+        }
         if let MediaMode::Relay(to) = self.config.mode {
             let is_event = self
                 .config
@@ -290,11 +340,32 @@ impl Call {
     }
 
     fn drain_decoder(&mut self, now: Instant) {
+        let mut heard: Vec<(u32, KeyPress)> = Vec::new();
         while let Some(event) = self.decoder.poll_event() {
-            let DecoderEvent::Press { ssrc, press, .. } = event else {
+            if let DecoderEvent::Press { ssrc, press, .. } = event {
+                heard.push((ssrc, press));
+            }
+        }
+        for (&ssrc, listener) in self.listeners.iter_mut() {
+            if let Some(audio) = listener.audio.as_mut() {
+                while let Some(event) = audio.poll_event() {
+                    if let InbandEvent::Press(p) = event {
+                        heard.push((ssrc, p.press));
+                    }
+                }
+            }
+        }
+        for (ssrc, press) in heard {
+            let Some(listener) = self.listeners.get_mut(&ssrc) else {
                 continue;
             };
-            self.presses += 1;
+            let Some(press) = listener.merger.offer(press) else {
+                continue;
+            };
+            match press.source() {
+                Source::Rfc4733 => self.presses += 1,
+                Source::Inband => self.presses_inband += 1,
+            }
             let Some(payment) = &mut self.payment else {
                 continue;
             };
@@ -369,6 +440,11 @@ impl Call {
             let _ = payment.session.handle_input(Input::HangUp);
         }
         self.decoder.finish();
+        for listener in self.listeners.values_mut() {
+            if let Some(audio) = listener.audio.as_mut() {
+                audio.finish();
+            }
+        }
         self.pump();
     }
 

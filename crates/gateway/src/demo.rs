@@ -158,11 +158,91 @@ impl Caller {
         Ok(())
     }
 
+    /// Presses `keys` as in-band tones only (no telephone-events): 100 ms of the key's two
+    /// tones at -10 dBm0 each in the PCMU audio, then 100 ms of silence.
+    pub async fn press_inband(&mut self, keys: &str) -> anyhow::Result<()> {
+        for c in keys.chars() {
+            let Some(key) = tonegate_media::Key::from_char(c) else {
+                bail!("`{c}` is not a keypad key");
+            };
+            for _ in 0..5 {
+                let payload = tone(key, self.ts);
+                self.send(0, self.ts, &payload).await?;
+                self.ts = self.ts.wrapping_add(160);
+            }
+            self.audio(5).await?;
+        }
+        Ok(())
+    }
+
+    /// Presses `keys` both ways at once, as many phones do: the tones stay in the audio while
+    /// RFC 4733 events are sent for the same key. The gateway must hear one press per key.
+    pub async fn press_both(&mut self, keys: &str) -> anyhow::Result<()> {
+        for c in keys.chars() {
+            let Some(key) = tonegate_media::Key::from_char(c) else {
+                bail!("`{c}` is not a keypad key");
+            };
+            let start = self.ts;
+            for i in 1..=8u16 {
+                let end = i > 5;
+                if i <= 5 {
+                    let payload = tone(key, self.ts);
+                    self.send(0, self.ts, &payload).await?;
+                }
+                let d = i.min(5) * 160;
+                let event = [
+                    key.event_code(),
+                    (u8::from(end) << 7) | 10,
+                    (d >> 8) as u8,
+                    d as u8,
+                ];
+                self.send(101, start, &event).await?;
+                if i <= 5 {
+                    self.ts = self.ts.wrapping_add(160);
+                }
+            }
+            self.audio(5).await?;
+        }
+        Ok(())
+    }
+
     /// Sends garbage to the RTP port.
     pub async fn garbage(&mut self) -> anyhow::Result<()> {
         self.socket.send_to(b"not RTP at all", self.to).await?;
         Ok(())
     }
+}
+
+/// 20 ms of a key's two tones at -10 dBm0 each, mu-law, starting at sample `ts`.
+fn tone(key: tonegate_media::Key, ts: u32) -> Vec<u8> {
+    let (low, high) = dtmf_frequencies(key);
+    // -10 dBm0 per tone: amplitude 32767 * 10^((-10 - 3.14) / 20).
+    let amplitude = 32767.0 * 10f64.powf((-10.0 - 3.14) / 20.0);
+    (0..160u32)
+        .map(|i| {
+            let t = f64::from(ts.wrapping_add(i)) / 8000.0;
+            let v = amplitude
+                * ((2.0 * std::f64::consts::PI * low * t).sin()
+                    + (2.0 * std::f64::consts::PI * high * t).sin());
+            tonegate_media::g711::linear_to_ulaw(v as i16)
+        })
+        .collect()
+}
+
+/// The DTMF tone pair of a key (ITU-T Q.23).
+fn dtmf_frequencies(key: tonegate_media::Key) -> (f64, f64) {
+    const LOW: [f64; 4] = [697.0, 770.0, 852.0, 941.0];
+    const HIGH: [f64; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
+    let (row, column) = match key.as_char() {
+        c @ '1'..='3' => (0, c as usize - '1' as usize),
+        c @ '4'..='6' => (1, c as usize - '4' as usize),
+        c @ '7'..='9' => (2, c as usize - '7' as usize),
+        '*' => (3, 0),
+        '0' => (3, 1),
+        '#' => (3, 2),
+        c => ((c as usize - 'A' as usize), 3),
+    };
+    (LOW[row], HIGH[column])
 }
 
 /// The agent side of one call, over the HTTP API.
@@ -360,7 +440,7 @@ fn print_event(event: &Value) {
 
 /// Runs the demo: gateway, stand-ins, a caller paying with `card` (the sandbox's test cards
 /// decide the outcome), printing what the agent side sees and what the endpoints receive.
-pub async fn run(card: &str, pace: Duration) -> anyhow::Result<()> {
+pub async fn run(card: &str, pace: Duration, inband: bool) -> anyhow::Result<()> {
     let (customer, received) = customer_endpoints(
         json!({
             "amount": 4200, "currency": "USD", "description": "Order #10482",
@@ -405,10 +485,20 @@ pub async fn run(card: &str, pace: Duration) -> anyhow::Result<()> {
     } else {
         "123"
     };
-    caller.press(&format!("{card}#")).await?;
-    caller.press(expiry).await?;
-    caller.press(cvc).await?;
-    caller.press("94107#").await?;
+    let keys = format!("{card}#{expiry}{cvc}94107#");
+    if inband {
+        println!(
+            "caller       keys {} digits as in-band tones in the audio (no RFC 4733)",
+            keys.len()
+        );
+        caller.press_inband(&keys).await?;
+    } else {
+        println!(
+            "caller       keys {} digits as RFC 4733 telephone-events",
+            keys.len()
+        );
+        caller.press(&keys).await?;
+    }
     wait_for(&mut events, "masked_summary", true, limit).await?;
     wait_for(&mut events, "say", true, limit).await?;
     println!("caller       \"yes\"  -> agent confirms the card");

@@ -77,6 +77,9 @@ struct DemoArgs {
     /// Milliseconds between RTP packets (20 is real time).
     #[arg(long, default_value_t = 20)]
     pace_ms: u64,
+    /// Send the keys as in-band tones in the audio instead of RFC 4733 telephone-events.
+    #[arg(long)]
+    inband: bool,
 }
 
 /// Log output.
@@ -249,7 +252,7 @@ async fn shutdown_signal() {
 
 fn demo(args: DemoArgs) -> ExitCode {
     let pace = std::time::Duration::from_millis(args.pace_ms);
-    match runtime().block_on(tonegate::demo::run(&args.card, pace)) {
+    match runtime().block_on(tonegate::demo::run(&args.card, pace, args.inband)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tonegate demo: {e:#}");

@@ -556,6 +556,11 @@ async fn run_call(
                 source: "rfc4733".into(),
             })
             .inc_by(now.presses - counted.presses);
+        m.key_presses
+            .get_or_create(&SourceLabels {
+                source: "inband".into(),
+            })
+            .inc_by(now.presses_inband - counted.presses_inband);
         counted = now;
         if call.is_ended() && in_flight == 0 {
             break;

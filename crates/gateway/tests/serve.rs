@@ -660,3 +660,52 @@ async fn the_openapi_document_describes_every_route_the_gateway_serves() {
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     w.running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_band_tones_pay_too_and_a_tone_also_sent_as_an_event_is_one_press() {
+    for both in [false, true] {
+        let w = world(200).await;
+        let (call, rtp) = w.agent.create_call().await.unwrap();
+        let mut caller = Caller::new(rtp, PACE).await.unwrap();
+        caller.audio(5).await.unwrap();
+        let session = w.agent.invoke(&call).await.unwrap();
+        let mut events = w.agent.events(&session).await.unwrap();
+        wait_for(&mut events, "state_changed", false, LIMIT)
+            .await
+            .unwrap();
+        w.agent.act(&session, "confirm_amount").await.unwrap();
+        let keys = "4242424242424242#123012394107#";
+        if both {
+            caller.press_both(keys).await.unwrap();
+        } else {
+            caller.press_inband(keys).await.unwrap();
+        }
+        let summary = wait_for(&mut events, "masked_summary", false, LIMIT)
+            .await
+            .unwrap();
+        assert_eq!(summary["card"]["last4"], "4242", "both ways: {both}");
+        let metrics = reqwest::get(format!("http://{}/metrics", w.running.addr))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let count = |source: &str| -> u64 {
+            let prefix = format!("tonegate_key_presses_total{{source=\"{source}\"}} ");
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(prefix.as_str()))
+                .map_or(0, |n| n.parse().unwrap())
+        };
+        // Every key once, whichever source heard it first: never twice.
+        assert_eq!(
+            count("rfc4733") + count("inband"),
+            30,
+            "both ways: {both}\n{metrics}"
+        );
+        if !both {
+            assert_eq!(count("inband"), 30);
+        }
+        w.running.stop().await;
+    }
+}
