@@ -217,7 +217,8 @@ impl Caller {
 fn tone(key: tonegate_media::Key, ts: u32) -> Vec<u8> {
     let (low, high) = dtmf_frequencies(key);
     // -10 dBm0 per tone: amplitude 32767 * 10^((-10 - 3.14) / 20).
-    let amplitude = 32767.0 * 10f64.powf((-10.0 - 3.14) / 20.0);
+    let amplitude = 32767.0
+        * 10f64.powf((-10.0 - f64::from(tonegate_media::g711::FULL_SCALE_SINE_DBM0)) / 20.0);
     (0..160u32)
         .map(|i| {
             let t = f64::from(ts.wrapping_add(i)) / 8000.0;
