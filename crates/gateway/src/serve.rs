@@ -697,6 +697,12 @@ pub struct CreateCall {
     /// Simple mode: the telephone-event payload type (default 101) when there is no SDP.
     #[serde(default)]
     pub event_payload_type: Option<u8>,
+    /// Simple mode: the audio codec, `PCMU` (default) or `PCMA`.
+    #[serde(default)]
+    pub codec: Option<String>,
+    /// Simple mode: the audio payload type (default 0 for PCMU, 8 for PCMA).
+    #[serde(default)]
+    pub audio_payload_type: Option<u8>,
     /// `fork` (default: receive a copy, forward nothing) or `relay`.
     #[serde(default)]
     pub mode: Option<String>,
@@ -735,6 +741,13 @@ async fn create_call(
                 if !offer.telephone_event.is_empty() {
                     config.event_payload_types = offer.telephone_event.clone();
                 }
+                if offer.codec.1 == "PCMA" {
+                    config.audio.pcma_payload_types = vec![offer.codec.0];
+                    config.audio.pcmu_payload_types = Vec::new();
+                } else {
+                    config.audio.pcmu_payload_types = vec![offer.codec.0];
+                    config.audio.pcma_payload_types = Vec::new();
+                }
                 config.red_payload_types = offer.red.clone();
                 Some(offer)
             }
@@ -746,6 +759,32 @@ async fn create_call(
                     return error(StatusCode::BAD_REQUEST, "event_payload_type must be 0-127");
                 }
                 config.event_payload_types = vec![pt];
+            }
+            let (pcmu, default_pt) = match body
+                .codec
+                .as_deref()
+                .map(str::to_ascii_uppercase)
+                .as_deref()
+            {
+                None | Some("PCMU") => (true, 0),
+                Some("PCMA") => (false, 8),
+                Some(other) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        format!("codec `{other}`: tonegate speaks PCMU and PCMA"),
+                    )
+                }
+            };
+            let pt = body.audio_payload_type.unwrap_or(default_pt);
+            if pt > 127 {
+                return error(StatusCode::BAD_REQUEST, "audio_payload_type must be 0-127");
+            }
+            if pcmu {
+                config.audio.pcmu_payload_types = vec![pt];
+                config.audio.pcma_payload_types = Vec::new();
+            } else {
+                config.audio.pcma_payload_types = vec![pt];
+                config.audio.pcmu_payload_types = Vec::new();
             }
             None
         }

@@ -336,6 +336,31 @@ async fn bad_requests_get_a_400_that_says_what_is_wrong() {
     let r = client
         .post(format!("{base}/v1/calls"))
         .bearer_auth("tel")
+        .json(&json!({"codec": "G729", "event_payload_type": 96}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("`G729`"));
+    let r = client
+        .post(format!("{base}/v1/calls"))
+        .bearer_auth("tel")
+        .json(&json!({"codec": "PCMA", "event_payload_type": 96, "mode": "relay"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "relay without relay_to");
+    let r = client
+        .post(format!("{base}/v1/calls"))
+        .bearer_auth("tel")
+        .json(&json!({"codec": "PCMA", "event_payload_type": 96}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "simple mode");
+    let r = client
+        .post(format!("{base}/v1/calls"))
+        .bearer_auth("tel")
         .json(&json!({"sdp": "x".repeat(100_000)}))
         .send()
         .await
@@ -708,4 +733,54 @@ async fn in_band_tones_pay_too_and_a_tone_also_sent_as_an_event_is_one_press() {
         }
         w.running.stop().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_mode_forwards_audio_and_holds_back_key_presses_during_a_session() {
+    let w = world(200).await;
+    let base = format!("http://{}", w.running.addr);
+    let agent_leg = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let created: Value = reqwest::Client::new()
+        .post(format!("{base}/v1/calls"))
+        .bearer_auth("tel")
+        .json(&json!({"mode": "relay", "relay_to": agent_leg.local_addr().unwrap().to_string()}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let call = created["call_id"].as_str().unwrap().to_owned();
+    let mut caller = Caller::new(created["rtp"].as_str().unwrap().parse().unwrap(), PACE)
+        .await
+        .unwrap();
+    let forwarded_pts = |leg: &tokio::net::UdpSocket| {
+        let mut pts = Vec::new();
+        let mut buf = [0u8; 2048];
+        while let Ok((n, _)) = leg.try_recv_from(&mut buf) {
+            if n >= 12 {
+                pts.push(buf[1] & 0x7F);
+            }
+        }
+        pts
+    };
+    caller.press("1").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = forwarded_pts(&agent_leg);
+    assert!(before.contains(&101) && before.contains(&0), "{before:?}");
+    let session = w.agent.invoke(&call).await.unwrap();
+    let mut events = w.agent.events(&session).await.unwrap();
+    wait_for(&mut events, "state_changed", false, LIMIT)
+        .await
+        .unwrap();
+    w.agent.act(&session, "confirm_amount").await.unwrap();
+    caller.press("4242").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let during = forwarded_pts(&agent_leg);
+    assert!(during.contains(&0), "audio still flows to the agent");
+    assert!(
+        !during.contains(&101),
+        "no key press reaches the agent's leg: {during:?}"
+    );
+    w.running.stop().await;
 }
