@@ -140,15 +140,7 @@ impl Caller {
             };
             let start = self.ts;
             for i in 1..=8u16 {
-                let end = i > 5;
-                let d = i.min(5) * 160;
-                let payload = [
-                    key.event_code(),
-                    (u8::from(end) << 7) | 10,
-                    (d >> 8) as u8,
-                    d as u8,
-                ];
-                self.send(101, start, &payload).await?;
+                self.send(101, start, &event_block(key, i)).await?;
                 if i <= 5 {
                     self.ts = self.ts.wrapping_add(160);
                 }
@@ -184,19 +176,11 @@ impl Caller {
             };
             let start = self.ts;
             for i in 1..=8u16 {
-                let end = i > 5;
                 if i <= 5 {
                     let payload = tone(key, self.ts);
                     self.send(0, self.ts, &payload).await?;
                 }
-                let d = i.min(5) * 160;
-                let event = [
-                    key.event_code(),
-                    (u8::from(end) << 7) | 10,
-                    (d >> 8) as u8,
-                    d as u8,
-                ];
-                self.send(101, start, &event).await?;
+                self.send(101, start, &event_block(key, i)).await?;
                 if i <= 5 {
                     self.ts = self.ts.wrapping_add(160);
                 }
@@ -211,6 +195,19 @@ impl Caller {
         self.socket.send_to(b"not RTP at all", self.to).await?;
         Ok(())
     }
+}
+
+/// Packet `i` (1-8) of a 100 ms press: five updates 20 ms apart, then the end packet three
+/// times (RFC 4733 §2.5.1.4), volume -10 dBm0.
+fn event_block(key: tonegate_media::Key, i: u16) -> [u8; 4] {
+    let end = i > 5;
+    let d = i.min(5) * 160;
+    [
+        key.event_code(),
+        (u8::from(end) << 7) | 10,
+        (d >> 8) as u8,
+        d as u8,
+    ]
 }
 
 /// 20 ms of a key's two tones at -10 dBm0 each, mu-law, starting at sample `ts`.

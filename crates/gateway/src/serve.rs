@@ -381,6 +381,16 @@ impl Gateway {
         format!("{prefix}_{n:x}{nanos:08x}")
     }
 
+    /// New calls and sessions are refused while draining (after SIGTERM).
+    fn refuse_if_draining(&self) -> Option<Response> {
+        self.draining.load(Ordering::SeqCst).then(|| {
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the gateway is shutting down",
+            )
+        })
+    }
+
     /// Sessions not yet ended.
     pub fn active_sessions(&self) -> usize {
         self.sessions
@@ -725,11 +735,8 @@ async fn create_call(
         Ok(b) => b,
         Err(e) => return bad_json(e),
     };
-    if g.draining.load(Ordering::SeqCst) {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the gateway is shutting down",
-        );
+    if let Some(refused) = g.refuse_if_draining() {
+        return refused;
     }
     let mut config = CallConfig {
         no_media_timeout: Duration::from_secs(g.config.no_media_timeout_seconds),
@@ -900,11 +907,8 @@ async fn invoke(
         Ok(b) => b,
         Err(e) => return bad_json(e),
     };
-    if g.draining.load(Ordering::SeqCst) {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the gateway is shutting down",
-        );
+    if let Some(refused) = g.refuse_if_draining() {
+        return refused;
     }
     let Some(function) = g.functions.get(&body.function).cloned() else {
         return error(

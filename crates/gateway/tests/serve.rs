@@ -75,8 +75,16 @@ async fn received_at(received: &Received, path: &str) -> Value {
     panic!("nothing received at {path}: {:?}", received.lock().unwrap());
 }
 
-async fn pay_with(card: &str) -> (World, Value) {
-    let w = world(200).await;
+/// A call with a caller, a session on it, its event stream, and the amount confirmed: the
+/// caller is being asked for the card number.
+async fn collecting(
+    w: &World,
+) -> (
+    String,
+    Caller,
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<Value>,
+) {
     let (call, rtp) = w.agent.create_call().await.unwrap();
     let mut caller = Caller::new(rtp, PACE).await.unwrap();
     caller.audio(5).await.unwrap();
@@ -89,6 +97,12 @@ async fn pay_with(card: &str) -> (World, Value) {
         w.agent.act(&session, "confirm_amount").await.unwrap().0,
         200
     );
+    (call, caller, session, events)
+}
+
+async fn pay_with(card: &str) -> (World, Value) {
+    let w = world(200).await;
+    let (_call, mut caller, session, mut events) = collecting(&w).await;
     caller.press(&format!("{card}#1230123")).await.unwrap();
     caller.press("94107#").await.unwrap();
     let summary = wait_for(&mut events, "masked_summary", false, LIMIT)
@@ -162,14 +176,7 @@ async fn a_declined_card_fails_and_the_failure_endpoint_hears_why() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hanging_up_mid_card_fails_as_caller_hung_up() {
     let w = world(200).await;
-    let (call, rtp) = w.agent.create_call().await.unwrap();
-    let mut caller = Caller::new(rtp, PACE).await.unwrap();
-    let session = w.agent.invoke(&call).await.unwrap();
-    let mut events = w.agent.events(&session).await.unwrap();
-    wait_for(&mut events, "state_changed", false, LIMIT)
-        .await
-        .unwrap();
-    w.agent.act(&session, "confirm_amount").await.unwrap();
+    let (call, mut caller, _session, mut events) = collecting(&w).await;
     caller.press("424242").await.unwrap();
     wait_for(&mut events, "field_progress", false, LIMIT)
         .await
@@ -189,14 +196,7 @@ async fn hanging_up_mid_card_fails_as_caller_hung_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_mid_collection_charges_nothing() {
     let w = world(200).await;
-    let (call, rtp) = w.agent.create_call().await.unwrap();
-    let mut caller = Caller::new(rtp, PACE).await.unwrap();
-    let session = w.agent.invoke(&call).await.unwrap();
-    let mut events = w.agent.events(&session).await.unwrap();
-    wait_for(&mut events, "state_changed", false, LIMIT)
-        .await
-        .unwrap();
-    w.agent.act(&session, "confirm_amount").await.unwrap();
+    let (_call, mut caller, session, mut events) = collecting(&w).await;
     caller.press("4242424242424242#").await.unwrap();
     wait_for(&mut events, "field_completed", false, LIMIT)
         .await
@@ -372,14 +372,7 @@ async fn bad_requests_get_a_400_that_says_what_is_wrong() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_on_the_rtp_port_does_not_disturb_the_call() {
     let w = world(200).await;
-    let (call, rtp) = w.agent.create_call().await.unwrap();
-    let mut caller = Caller::new(rtp, PACE).await.unwrap();
-    let session = w.agent.invoke(&call).await.unwrap();
-    let mut events = w.agent.events(&session).await.unwrap();
-    wait_for(&mut events, "state_changed", false, LIMIT)
-        .await
-        .unwrap();
-    w.agent.act(&session, "confirm_amount").await.unwrap();
+    let (_call, mut caller, _session, mut events) = collecting(&w).await;
     for _ in 0..50 {
         caller.garbage().await.unwrap();
     }
@@ -690,15 +683,7 @@ async fn the_openapi_document_describes_every_route_the_gateway_serves() {
 async fn in_band_tones_pay_too_and_a_tone_also_sent_as_an_event_is_one_press() {
     for both in [false, true] {
         let w = world(200).await;
-        let (call, rtp) = w.agent.create_call().await.unwrap();
-        let mut caller = Caller::new(rtp, PACE).await.unwrap();
-        caller.audio(5).await.unwrap();
-        let session = w.agent.invoke(&call).await.unwrap();
-        let mut events = w.agent.events(&session).await.unwrap();
-        wait_for(&mut events, "state_changed", false, LIMIT)
-            .await
-            .unwrap();
-        w.agent.act(&session, "confirm_amount").await.unwrap();
+        let (_call, mut caller, _session, mut events) = collecting(&w).await;
         let keys = "4242424242424242#123012394107#";
         if both {
             caller.press_both(keys).await.unwrap();
