@@ -627,16 +627,21 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The request goes on with a token of `tokens`; otherwise an empty 401.
+async fn with_token(tokens: &[String], request: Request, next: Next) -> Response {
+    if authorized(tokens, &request) {
+        next.run(request).await
+    } else {
+        StatusCode::UNAUTHORIZED.into_response()
+    }
+}
+
 async fn telephony_auth(
     AxumState(g): AxumState<Arc<Gateway>>,
     request: Request,
     next: Next,
 ) -> Response {
-    if authorized(&g.config.telephony_tokens, &request) {
-        next.run(request).await
-    } else {
-        StatusCode::UNAUTHORIZED.into_response()
-    }
+    with_token(&g.config.telephony_tokens, request, next).await
 }
 
 async fn agent_auth(
@@ -644,11 +649,7 @@ async fn agent_auth(
     request: Request,
     next: Next,
 ) -> Response {
-    if authorized(&g.config.agent_tokens, &request) {
-        next.run(request).await
-    } else {
-        StatusCode::UNAUTHORIZED.into_response()
-    }
+    with_token(&g.config.agent_tokens, request, next).await
 }
 
 async fn metrics(AxumState(g): AxumState<Arc<Gateway>>) -> Response {
