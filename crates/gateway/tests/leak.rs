@@ -1,0 +1,182 @@
+//! The PCI leak test at the gateway: a whole payment over real UDP and HTTP with every log line
+//! of every crate captured at TRACE, the agent's event stream, the webhook bodies, the session
+//! API, the metrics and the database files; no card number, security code, expiry or postal
+//! code may appear anywhere.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use tonegate::demo::{customer_endpoints, demo_function, wait_for, Agent, Caller};
+use tonegate::serve::{Gateway, ServeConfig};
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Whether `needle` stands on its own (not inside a longer word or hex id).
+fn contains_token(text: &str, needle: &str) -> bool {
+    let bytes = text.as_bytes();
+    text.match_indices(needle).any(|(i, _)| {
+        let before = i.checked_sub(1).map(|j| bytes[j]);
+        let after = bytes.get(i + needle.len()).copied();
+        !before.is_some_and(|b| b.is_ascii_alphanumeric())
+            && !after.is_some_and(|b| b.is_ascii_alphanumeric())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_payment_leaves_no_card_data_anywhere() {
+    let logs = Capture::default();
+    let writer = logs.clone();
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .without_time()
+            .with_ansi(false)
+            .finish(),
+    )
+    .unwrap();
+
+    let start = json!({"amount": 4200, "currency": "USD",
+        "processor_parameters": {"is_postal_code_required": true}});
+    let (customer, received) = customer_endpoints(start, 200).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("tonegate-leak-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let function = dir.join("f.yaml");
+    std::fs::write(&function, demo_function(customer)).unwrap();
+    let config = ServeConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        telephony_tokens: vec!["tel".into()],
+        agent_tokens: vec!["agt".into()],
+        functions: vec![function],
+        data_dir: dir.join("data"),
+        shutdown_deadline_seconds: 0.5,
+        ..ServeConfig::default()
+    };
+    let running = Gateway::start(config, None).await.unwrap();
+    let agent = Agent::new(running.addr, "tel", "agt");
+    let (call, rtp) = agent.create_call().await.unwrap();
+    let mut caller = Caller::new(rtp, Duration::from_millis(2)).await.unwrap();
+    let session = agent.invoke(&call).await.unwrap();
+    let mut events = agent.events(&session).await.unwrap();
+    let mut seen = Vec::new();
+    seen.push(
+        wait_for(&mut events, "state_changed", false, Duration::from_secs(20))
+            .await
+            .unwrap(),
+    );
+    agent.act(&session, "confirm_amount").await.unwrap();
+    // A mistyped number first, then the card, in-band for the expiry and code.
+    caller.press("4242424242424241#").await.unwrap();
+    caller.press("4242424242424242#").await.unwrap();
+    caller.press_inband("0731739").await.unwrap();
+    caller.press("94107#").await.unwrap();
+    seen.push(
+        wait_for(
+            &mut events,
+            "masked_summary",
+            false,
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap(),
+    );
+    agent.act(&session, "confirm_card").await.unwrap();
+    seen.push(
+        wait_for(&mut events, "outcome", false, Duration::from_secs(20))
+            .await
+            .unwrap(),
+    );
+    let state = agent.state(&session).await.unwrap();
+    let metrics = reqwest::get(format!("http://{}/metrics", running.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    running.stop().await;
+
+    let mut database = Vec::new();
+    for entry in std::fs::read_dir(dir.join("data")).unwrap() {
+        database.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("session state changed"),
+        "the log capture is real"
+    );
+    assert!(seen.last().unwrap()["state"] == "succeeded", "{seen:?}");
+    let everything = format!(
+        "{logs}\n{seen:?}\n{state}\n{metrics}\n{:?}\n{}",
+        received.lock().unwrap(),
+        String::from_utf8_lossy(&database)
+    );
+    for secret in [
+        "4242424242424242",
+        "4242424242424241",
+        "424242424242",
+        "0731",
+        "07/31",
+        "2031",
+        "739",
+        "94107",
+    ] {
+        assert!(
+            !contains_token(&everything, secret),
+            "`{secret}` leaked into logs, events, webhooks, metrics or the database"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Per-key leaks (a log line naming one key at a time) would not form a card number for the
+/// test above to find. Keys are revealed only through `Key::as_char`, so the live path must
+/// never call it: only the offline tools that print keys on purpose (replay, conformance,
+/// plots, WAV reading) and the demo caller, which is the one typing them, may.
+#[test]
+fn the_live_path_never_reveals_a_key() {
+    let allowed = [
+        "replay.rs",
+        "conformance.rs",
+        "plot.rs",
+        "wav.rs",
+        "demo.rs",
+    ];
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut offenders = Vec::new();
+    for dir in ["gateway/src", "control/src"] {
+        let mut stack = vec![root.join(dir)];
+        while let Some(path) = stack.pop() {
+            for entry in std::fs::read_dir(&path).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                let text = std::fs::read_to_string(&path).unwrap();
+                if text.contains("as_char()") && !allowed.contains(&name.as_str()) {
+                    offenders.push(path.display().to_string());
+                }
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "keys revealed on the live path in {offenders:?}"
+    );
+}
