@@ -13,3 +13,5 @@ cargo bench -p tonegate --bench replay_large 2>&1 | grep -vE '^\s*(Compiling|Fin
 echo "== in-band DTMF detection: real-time channels per core, tonegate beside spandsp"
 scripts/spandsp.sh >/dev/null
 cargo bench -p tonegate --bench inband_speed 2>&1 | grep -vE '^\s*(Compiling|Finished|Running)'
+echo "== load: concurrent calls at 50 packets/s with key presses (TONEGATE_LOAD_CALLS, default 1000)"
+cargo bench -p tonegate --bench load 2>&1 | grep -vE '^\s*(Compiling|Finished|Running)'

@@ -536,8 +536,20 @@ async fn run_call(
                         ConnectionKind::Failure => f.connections.failure.as_ref(),
                         ConnectionKind::Start => None,
                     };
-                    if let Some(connection) = connection {
-                        gateway.deliver.deliver(&session, kind, connection, body);
+                    if let Some(connection) = connection.cloned() {
+                        // The outbox commits (an fsync) before `deliver` returns: do it on a
+                        // blocking thread, not on a runtime worker that other calls share.
+                        // This call still waits for it, so its outputs keep their order. One
+                        // commit at a time (the store is behind a mutex anyway), so that many
+                        // sessions ending together do not start a blocking thread each.
+                        static COMMITS: tokio::sync::Semaphore =
+                            tokio::sync::Semaphore::const_new(1);
+                        let _one = COMMITS.acquire().await;
+                        let deliver = gateway.deliver.clone();
+                        let _ = tokio::task::spawn_blocking(move || {
+                            deliver.deliver(&session, kind, &connection, body)
+                        })
+                        .await;
                     }
                 }
                 CallOutput::Pay {
