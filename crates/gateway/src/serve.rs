@@ -76,6 +76,8 @@ pub struct ServeConfig {
     pub body_limit_bytes: usize,
     /// On SIGTERM, how long active sessions may take to finish, in seconds, default 30.
     pub shutdown_deadline_seconds: f64,
+    /// How long a call's sessions stay readable after the call ends, in seconds, default 600.
+    pub session_retention_seconds: u64,
     /// Success/failure deliveries: the first retry waits up to this many milliseconds (then
     /// doubling, with full jitter), default 1000.
     pub webhook_backoff_base_ms: u64,
@@ -99,6 +101,7 @@ impl Default for ServeConfig {
             no_media_timeout_seconds: 30,
             body_limit_bytes: 64 * 1024,
             shutdown_deadline_seconds: 30.0,
+            session_retention_seconds: 600,
             webhook_backoff_base_ms: 1000,
             webhook_backoff_cap_seconds: 300,
             webhook_deadline_hours: 24.0,
@@ -591,6 +594,17 @@ async fn run_call(
     gateway.metrics.active_calls.dec();
     gateway.calls.lock().expect("not poisoned").remove(&id);
     tracing::info!(call = %id, "call ended");
+    // The call's sessions stay readable (`GET /v1/sessions/{id}`, late event streams) for a
+    // while, then go: a long-running gateway must not keep every session's history.
+    let retention = Duration::from_secs(gateway.config.session_retention_seconds);
+    tokio::spawn(async move {
+        tokio::time::sleep(retention).await;
+        gateway
+            .sessions
+            .lock()
+            .expect("not poisoned")
+            .retain(|_, entry| entry.call != id);
+    });
 }
 
 fn router(gateway: Arc<Gateway>) -> Router {

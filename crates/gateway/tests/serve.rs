@@ -769,3 +769,37 @@ async fn relay_mode_forwards_audio_and_holds_back_key_presses_during_a_session()
     );
     w.running.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_forgotten_a_while_after_their_call_ends() {
+    let (customer, _received) = customer_endpoints(start_body(), 200).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("tonegate-retention-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let function = dir.join("f.yaml");
+    std::fs::write(&function, demo_function(customer)).unwrap();
+    let config = ServeConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        telephony_tokens: vec!["tel".into()],
+        agent_tokens: vec!["agt".into()],
+        functions: vec![function],
+        data_dir: dir.join("data"),
+        shutdown_deadline_seconds: 0.5,
+        session_retention_seconds: 1,
+        ..ServeConfig::default()
+    };
+    let running = Gateway::start(config, None).await.unwrap();
+    let agent = Agent::new(running.addr, "tel", "agt");
+    let (call, _rtp) = agent.create_call().await.unwrap();
+    let session = agent.invoke(&call).await.unwrap();
+    agent.hang_up(&call).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(agent.state(&session).await.unwrap()["state"], "failed");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let gone = agent.state(&session).await.unwrap();
+    assert!(
+        gone["error"].as_str().unwrap().contains("no session"),
+        "{gone}"
+    );
+    running.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
