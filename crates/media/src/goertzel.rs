@@ -168,27 +168,34 @@ impl Bank {
 
     /// Analyses one block. Allocation-free; the sixteen recursions run as lanes.
     pub fn analyse(&self, block: &[f32; BLOCK]) -> BlockSpectrum {
+        self.analyse_with_energy(block, Bank::energy(block))
+    }
+
+    /// [`Bank::analyse`] for a block whose energy ([`Bank::energy`]) the caller already has.
+    pub fn analyse_with_energy(&self, block: &[f32; BLOCK], energy: f32) -> BlockSpectrum {
         let (a, b) = block.split_at(HALF);
         let mut s1a = [0.0f32; 8];
         let mut s2a = [0.0f32; 8];
         let mut s1b = [0.0f32; 8];
         let mut s2b = [0.0f32; 8];
         // Only the recursions in this loop: SSE has sixteen registers and the sixteen
-        // recursions already fill them.
-        for (&xa, &xb) in a.iter().zip(b) {
+        // recursions already fill them. Two samples per turn, with the two state variables
+        // trading roles (s2 takes s[n], then s1 takes s[n+1]): no register copies, so the
+        // state stays in registers instead of spilling.
+        for (xa, xb) in a.chunks_exact(2).zip(b.chunks_exact(2)) {
             for k in 0..8 {
                 // (x - s2) does not wait for s1: the chain per sample is one multiply and
                 // one add, not a multiply and two adds.
-                let ta = (xa - s2a[k]) + self.coef[k] * s1a[k];
-                s2a[k] = s1a[k];
-                s1a[k] = ta;
-                let tb = (xb - s2b[k]) + self.coef[k] * s1b[k];
-                s2b[k] = s1b[k];
-                s1b[k] = tb;
+                s2a[k] = (xa[0] - s2a[k]) + self.coef[k] * s1a[k];
+                s2b[k] = (xb[0] - s2b[k]) + self.coef[k] * s1b[k];
+            }
+            for k in 0..8 {
+                s1a[k] = (xa[1] - s1a[k]) + self.coef[k] * s2a[k];
+                s1b[k] = (xb[1] - s1b[k]) + self.coef[k] * s2b[k];
             }
         }
         let mut out = BlockSpectrum {
-            energy: Bank::energy(block),
+            energy,
             ..BlockSpectrum::default()
         };
         for k in 0..8 {

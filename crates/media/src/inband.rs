@@ -619,7 +619,7 @@ impl InbandDetector {
                 ..BlockSpectrum::default()
             }
         } else {
-            shared.bank.analyse(&input)
+            shared.bank.analyse_with_energy(&input, energy)
         };
         let hit = self.classify(shared, &spectrum, &input);
         self.blocks += 1;
