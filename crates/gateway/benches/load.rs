@@ -51,7 +51,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use futures_util::{Stream, StreamExt};
 use serde_json::{json, Value};
-use tonegate::demo::{customer_endpoints, demo_function};
+use tonegate::demo::{customer_endpoints, local_config};
 use tonegate::serve::{Gateway, ServeConfig};
 use tonegate_media::Key;
 
@@ -167,17 +167,9 @@ async fn gateway_main(calls: usize, payments: usize) -> anyhow::Result<()> {
     )
     .await?;
     let dir = std::env::temp_dir().join(format!("tonegate-load-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let function = dir.join("collect_payment.yaml");
-    std::fs::write(&function, demo_function(customer))?;
     let config = ServeConfig {
-        listen: "127.0.0.1:0".parse()?,
-        telephony_tokens: vec![TELEPHONY_TOKEN.into()],
-        agent_tokens: vec![AGENT_TOKEN.into()],
-        functions: vec![function],
-        data_dir: dir.join("data"),
         shutdown_deadline_seconds: 1.0,
-        ..ServeConfig::default()
+        ..local_config(&dir, customer, TELEPHONY_TOKEN, AGENT_TOKEN)?
     };
     let running = Gateway::start(config, None).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;

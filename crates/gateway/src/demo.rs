@@ -84,6 +84,28 @@ limits:
     )
 }
 
+/// A gateway configuration on 127.0.0.1 (any free port) whose one function is
+/// [`demo_function`] for the stand-ins on `customer`, written into `dir` (which also holds the
+/// database), with one telephony and one agent token.
+pub fn local_config(
+    dir: &std::path::Path,
+    customer: SocketAddr,
+    telephony_token: &str,
+    agent_token: &str,
+) -> std::io::Result<ServeConfig> {
+    std::fs::create_dir_all(dir)?;
+    let function = dir.join("collect_payment.yaml");
+    std::fs::write(&function, demo_function(customer))?;
+    Ok(ServeConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        telephony_tokens: vec![telephony_token.into()],
+        agent_tokens: vec![agent_token.into()],
+        functions: vec![function],
+        data_dir: dir.join("data"),
+        ..ServeConfig::default()
+    })
+}
+
 /// A caller's phone sending RTP: PCMU every 20 ms and RFC 4733 telephone-events on PT 101.
 /// `pace` is the wall time between packets (20 ms is real time; less replays faster, which
 /// the gateway's media-time clock does not mind).
@@ -448,17 +470,7 @@ pub async fn run(card: &str, pace: Duration, inband: bool) -> anyhow::Result<()>
     )
     .await?;
     let dir = std::env::temp_dir().join(format!("tonegate-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let function = dir.join("collect_payment.yaml");
-    std::fs::write(&function, demo_function(customer))?;
-    let config = ServeConfig {
-        listen: "127.0.0.1:0".parse()?,
-        telephony_tokens: vec!["demo-telephony".into()],
-        agent_tokens: vec!["demo-agent".into()],
-        functions: vec![function],
-        data_dir: dir.join("data"),
-        ..ServeConfig::default()
-    };
+    let config = local_config(&dir, customer, "demo-telephony", "demo-agent")?;
     let running: Running = Gateway::start(config, None).await?;
     println!(
         "tonegate demo: gateway on http://{}, customer endpoints on http://{customer}",

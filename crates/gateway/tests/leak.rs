@@ -3,12 +3,15 @@
 //! API, the metrics and the database files; no card number, security code, expiry or postal
 //! code may appear anywhere.
 
+mod common;
+
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::contains_token;
 use serde_json::json;
-use tonegate::demo::{customer_endpoints, demo_function, wait_for, Agent, Caller};
+use tonegate::demo::{customer_endpoints, local_config, wait_for, Agent, Caller};
 use tonegate::serve::{Gateway, ServeConfig};
 
 #[derive(Clone, Default)]
@@ -22,17 +25,6 @@ impl Write for Capture {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
-}
-
-/// Whether `needle` stands on its own (not inside a longer word or hex id).
-fn contains_token(text: &str, needle: &str) -> bool {
-    let bytes = text.as_bytes();
-    text.match_indices(needle).any(|(i, _)| {
-        let before = i.checked_sub(1).map(|j| bytes[j]);
-        let after = bytes.get(i + needle.len()).copied();
-        !before.is_some_and(|b| b.is_ascii_alphanumeric())
-            && !after.is_some_and(|b| b.is_ascii_alphanumeric())
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -54,17 +46,9 @@ async fn a_whole_payment_leaves_no_card_data_anywhere() {
     let (customer, received) = customer_endpoints(start, 200).await.unwrap();
     let dir = std::env::temp_dir().join(format!("tonegate-leak-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let function = dir.join("f.yaml");
-    std::fs::write(&function, demo_function(customer)).unwrap();
     let config = ServeConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        telephony_tokens: vec!["tel".into()],
-        agent_tokens: vec!["agt".into()],
-        functions: vec![function],
-        data_dir: dir.join("data"),
         shutdown_deadline_seconds: 0.5,
-        ..ServeConfig::default()
+        ..local_config(&dir, customer, "tel", "agt").unwrap()
     };
     let running = Gateway::start(config, None).await.unwrap();
     let agent = Agent::new(running.addr, "tel", "agt");

@@ -2,10 +2,12 @@
 //! are stand-ins (axum), the caller sends real RTP with RFC 4733 key presses, the agent side
 //! drives the session over the HTTP API and reads its Server-Sent Events.
 
+mod common;
+
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tonegate::demo::{customer_endpoints, demo_function, wait_for, Agent, Caller, Received};
+use tonegate::demo::{customer_endpoints, local_config, wait_for, Agent, Caller, Received};
 use tonegate::serve::{Gateway, Running, ServeConfig};
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -42,17 +44,9 @@ async fn world(start_status: u16) -> World {
         std::process::id(),
         customer.port()
     ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let function = dir.join("f.yaml");
-    std::fs::write(&function, demo_function(customer)).unwrap();
     let config = ServeConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        telephony_tokens: vec!["tel".into()],
-        agent_tokens: vec!["agt".into()],
-        functions: vec![function],
-        data_dir: dir.join("data"),
         shutdown_deadline_seconds: 0.5,
-        ..ServeConfig::default()
+        ..local_config(&dir, customer, "tel", "agt").unwrap()
     };
     let running = Gateway::start(config, None).await.unwrap();
     let agent = Agent::new(running.addr, "tel", "agt");
@@ -444,9 +438,10 @@ mod durable {
     use axum::routing::post;
     use axum::{Json, Router};
     use serde_json::{json, Value};
-    use tonegate::demo::{demo_function, wait_for, Agent, Caller};
+    use tonegate::demo::{local_config, wait_for, Agent, Caller};
     use tonegate::serve::{Gateway, Running, ServeConfig};
 
+    use super::common::contains_token;
     use super::{start_body, LIMIT, PACE};
 
     #[derive(Clone, Default)]
@@ -479,18 +474,11 @@ mod durable {
     }
 
     async fn gateway(dir: &std::path::Path, customer: std::net::SocketAddr) -> Running {
-        let function = dir.join("f.yaml");
-        std::fs::write(&function, demo_function(customer)).unwrap();
         let config = ServeConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            telephony_tokens: vec!["tel".into()],
-            agent_tokens: vec!["agt".into()],
-            functions: vec![function],
-            data_dir: dir.join("data"),
             shutdown_deadline_seconds: 0.5,
             webhook_backoff_base_ms: 50,
             webhook_backoff_cap_seconds: 1,
-            ..ServeConfig::default()
+            ..local_config(dir, customer, "tel", "agt").unwrap()
         };
         Gateway::start(config, None).await.unwrap()
     }
@@ -538,18 +526,6 @@ mod durable {
             "{session} not delivered {want} time(s): {:?}",
             e.received.lock().unwrap()
         );
-    }
-
-    /// Whether `needle` stands on its own in `text` (not inside a longer word or hex id, where
-    /// three digits occur by chance).
-    fn contains_token(text: &str, needle: &str) -> bool {
-        let bytes = text.as_bytes();
-        text.match_indices(needle).any(|(i, _)| {
-            let before = i.checked_sub(1).map(|j| bytes[j]);
-            let after = bytes.get(i + needle.len()).copied();
-            !before.is_some_and(|b| b.is_ascii_alphanumeric())
-                && !after.is_some_and(|b| b.is_ascii_alphanumeric())
-        })
     }
 
     fn dir(name: &str) -> std::path::PathBuf {
@@ -774,18 +750,10 @@ async fn relay_mode_forwards_audio_and_holds_back_key_presses_during_a_session()
 async fn sessions_are_forgotten_a_while_after_their_call_ends() {
     let (customer, _received) = customer_endpoints(start_body(), 200).await.unwrap();
     let dir = std::env::temp_dir().join(format!("tonegate-retention-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let function = dir.join("f.yaml");
-    std::fs::write(&function, demo_function(customer)).unwrap();
     let config = ServeConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        telephony_tokens: vec!["tel".into()],
-        agent_tokens: vec!["agt".into()],
-        functions: vec![function],
-        data_dir: dir.join("data"),
         shutdown_deadline_seconds: 0.5,
         session_retention_seconds: 1,
-        ..ServeConfig::default()
+        ..local_config(&dir, customer, "tel", "agt").unwrap()
     };
     let running = Gateway::start(config, None).await.unwrap();
     let agent = Agent::new(running.addr, "tel", "agt");
