@@ -50,7 +50,10 @@ fn main() {
     let wall = started.elapsed().as_secs_f64();
     let samples = (blocks * 160 * channels) as f64;
     let ours = samples / 8000.0 / wall;
-    println!("in-band DTMF detection, {channels} channels x {seconds} s of audio, 160-sample blocks, one core");
+    println!(
+        "in-band DTMF detection, {channels} channels x {seconds} s of audio, 160-sample blocks, one core, {} kernel",
+        InbandDetector::kernel().name()
+    );
     println!("| detector | wall s | Msamples/s | real-time channels/core | presses |");
     println!("|---|---|---|---|---|");
     println!(

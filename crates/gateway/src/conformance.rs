@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use serde::Deserialize;
+use tonegate_media::inband::InbandDetector;
 
 use crate::spandsp::Spandsp;
 use crate::wav::{detect, read};
@@ -177,7 +178,11 @@ fn conformance(args: &ConformanceArgs) -> anyhow::Result<bool> {
         println!("{line}");
     }
     let passed = rows.iter().filter(|r| r.2).count();
-    print!("\ntonegate passes {passed} of {} rows", rows.len());
+    print!(
+        "\ntonegate ({} kernel) passes {passed} of {} rows",
+        InbandDetector::kernel().name(),
+        rows.len()
+    );
     match &spandsp {
         Some(s) => println!("; spandsp ({}) passes {spandsp_passes}", s.path().display()),
         None => println!("; spandsp not compared (build its harness with scripts/spandsp.sh)"),
@@ -319,7 +324,8 @@ fn talkoff(args: &TalkoffArgs) -> anyhow::Result<bool> {
     let wall = speech.ours_wall + music.ours_wall;
     if wall > 0.0 {
         println!(
-            "\ntonegate detector: {:.0} s of audio in {:.2} s ({:.0}x real time, one core, including nothing but detection)",
+            "\ntonegate detector ({} kernel): {:.0} s of audio in {:.2} s ({:.0}x real time, one core, including nothing but detection)",
+            InbandDetector::kernel().name(),
             audio,
             wall,
             audio / wall

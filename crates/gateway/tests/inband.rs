@@ -151,10 +151,32 @@ fn conformance_passes_every_q24_row_and_runs_spandsp_beside_it() {
         .filter(|l| l.starts_with("| ") && !l.starts_with("| condition"))
         .count();
     assert_eq!(rows, 20, "{table}");
-    assert!(table.contains("tonegate passes 20 of 20 rows"), "{table}");
+    let summary = table
+        .lines()
+        .find(|l| l.starts_with("tonegate ("))
+        .unwrap_or_else(|| panic!("no summary line: {table}"));
+    assert!(summary.contains(" kernel) passes 20 of 20 rows"), "{table}");
     if required("TONEGATE_REQUIRE_SPANDSP") {
         assert!(table.contains("spandsp 0.0.6"), "{table}");
     }
+}
+
+#[test]
+fn conformance_passes_every_q24_row_with_the_portable_kernel_too() {
+    // The machine's fastest kernel (AVX2 + FMA here) runs everywhere else; this is the one
+    // a CPU without them gets.
+    let o = Command::new(env!("CARGO_BIN_EXE_tonegate"))
+        .arg("conformance")
+        .env("TONEGATE_INBAND_KERNEL", "portable")
+        .current_dir(root())
+        .output()
+        .expect("tonegate runs");
+    let table = stdout(&o);
+    assert!(o.status.success(), "{table}{}", stderr(&o));
+    assert!(
+        table.contains("tonegate (portable kernel) passes 20 of 20 rows"),
+        "{table}"
+    );
 }
 
 #[test]

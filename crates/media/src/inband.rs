@@ -60,7 +60,9 @@ use std::sync::OnceLock;
 use thiserror::Error;
 
 use crate::g711::FULL_SCALE_SINE_DBM0;
-use crate::goertzel::{Bank, BlockSpectrum, Complex, BLOCK, FREQUENCIES, HALF, SAMPLE_RATE};
+use crate::goertzel::{
+    Bank, BlockSpectrum, Complex, Kernel, BLOCK, FREQUENCIES, HALF, SAMPLE_RATE,
+};
 use crate::key::{Dbm0, Key, KeyPress, Source};
 use crate::rfc4733::Ending;
 use crate::time::{ClockRate, MediaDuration, MediaTime};
@@ -183,16 +185,30 @@ struct Shared {
     dial: DialTone,
     /// `e^(-jω·HALF)` per bin: removes the nominal phase step of a window product.
     unrotate: [Complex; 8],
+    /// Cosine of the phase step of a tone [`BLOCK_FREQUENCY_GATE`] off nominal, per bin.
+    gate_cos: [f32; 8],
 }
 
 fn shared() -> &'static Shared {
     static SHARED: OnceLock<Shared> = OnceLock::new();
     SHARED.get_or_init(|| {
-        let bank = Bank::new();
+        // TONEGATE_INBAND_KERNEL=portable: the portable kernel even where AVX2 and FMA are
+        // there (to compare the two, or to rule the fast one out when diagnosing).
+        let kernel = match std::env::var("TONEGATE_INBAND_KERNEL").as_deref() {
+            Ok("portable") => Kernel::Portable,
+            _ => Kernel::detect(),
+        };
+        let bank = Bank::with_kernel(kernel).expect("the kernel runs on this CPU");
         let unrotate = std::array::from_fn(|k| bank.shift(k));
+        let gate_cos = FREQUENCIES.map(|f| {
+            (BLOCK_FREQUENCY_GATE * f * 2.0 * PI * HALF as f32 / SAMPLE_RATE)
+                .min(PI)
+                .cos()
+        });
         Shared {
             bank,
             unrotate,
+            gate_cos,
             dial: DialTone::new(),
         }
     })
@@ -300,6 +316,8 @@ struct Track {
     max_levels: [f32; 2],
     product: [Complex; 2],
     product_abs: [f32; 2],
+    /// Confirmed as a press (the active track).
+    confirmed: bool,
 }
 
 impl Track {
@@ -322,6 +340,7 @@ impl Track {
             max_levels: [0.0; 2],
             product: [Complex::default(); 2],
             product_abs: [0.0; 2],
+            confirmed: false,
         };
         t.add(block, hit);
         t
@@ -334,7 +353,10 @@ impl Track {
     fn add(&mut self, block: u64, hit: &Hit) {
         let slot = self.hits as usize % TRACKED;
         self.recent[slot] = hit.energy;
-        self.offsets[slot] = [offset_hz(hit.product[0]), offset_hz(hit.product[1])];
+        if !self.confirmed {
+            // Only a candidate's steadiness is judged; a confirmed press skips the atan2s.
+            self.offsets[slot] = [offset_hz(hit.product[0]), offset_hz(hit.product[1])];
+        }
         self.twists[slot] = hit.high / hit.low;
         self.hits += 1;
         self.last_block = block;
@@ -520,6 +542,12 @@ impl InbandDetector {
         }
     }
 
+    /// The Goertzel kernel every detector of this process runs: [`Kernel::detect`], or
+    /// [`Kernel::Portable`] when the environment sets `TONEGATE_INBAND_KERNEL=portable`.
+    pub fn kernel() -> Kernel {
+        shared().bank.kernel()
+    }
+
     /// The configuration.
     pub fn config(&self) -> &InbandConfig {
         &self.config
@@ -589,6 +617,15 @@ impl InbandDetector {
         while !samples.is_empty() {
             if self.fill == 0 {
                 self.block_start = self.next.unwrap_or(0);
+                // Whole blocks are analysed where they lie, without the copy into `buf`.
+                if let Some((block, rest)) = samples.split_first_chunk::<BLOCK>() {
+                    samples = rest;
+                    if let Some(next) = self.next.as_mut() {
+                        *next += BLOCK as u64;
+                    }
+                    self.block(block);
+                    continue;
+                }
             }
             let take = (BLOCK - self.fill).min(samples.len());
             self.buf[self.fill..self.fill + take].copy_from_slice(&samples[..take]);
@@ -599,14 +636,15 @@ impl InbandDetector {
             }
             if self.fill == BLOCK {
                 self.fill = 0;
-                self.block();
+                let buf = self.buf;
+                self.block(&buf);
             }
         }
     }
 
-    fn block(&mut self) {
+    fn block(&mut self, samples: &[i16; BLOCK]) {
         let shared = shared();
-        let input: [f32; BLOCK] = std::array::from_fn(|n| f32::from(self.buf[n]));
+        let input: [f32; BLOCK] = samples.map(f32::from);
         // No bin of an 80-sample window can hold more than 80 times the block's energy
         // (Cauchy-Schwarz), so a block too quiet for that to reach the level threshold cannot
         // be a hit: its filters are not run. Silence, hold music's pauses and comfort noise
@@ -647,7 +685,8 @@ impl InbandDetector {
                     if let Some(old) = self.active.take() {
                         self.emit_press(&old, Ending::ToneEnd);
                     }
-                    let track = self.candidate.take().expect("checked");
+                    let mut track = self.candidate.take().expect("checked");
+                    track.confirmed = true;
                     self.events.push_back(InbandEvent::PressStarted {
                         key: track.key(),
                         start: MediaTime::new(track.start(), ClockRate::NARROWBAND),
@@ -723,9 +762,14 @@ impl InbandDetector {
         let tones = 2.0 / BLOCK as f32 * (low + high);
         if tones < self.config.min_purity * spectrum.energy {
             // At most twice the pair's energy: dial tone up to 3 dB above the DTMF is heard
-            // through; music whose bass fills these bins far above the "tones" is not.
+            // through; music whose bass fills these bins far above the "tones" is not. When
+            // even that much would not do, the dial-tone filters are not run.
+            let purity = self.config.min_purity;
+            if tones < purity * (spectrum.energy - 2.0 * tones).max(0.0) {
+                return None;
+            }
             let dial = (2.0 / BLOCK as f32 * shared.dial.energy(input)).min(2.0 * tones);
-            if tones < self.config.min_purity * (spectrum.energy - dial).max(0.0) {
+            if tones < purity * (spectrum.energy - dial).max(0.0) {
                 return None;
             }
         }
@@ -735,7 +779,8 @@ impl InbandDetector {
                 .mul_conj(prev_window[k])
                 .add(full[k].mul_conj(mid[k]))
                 .mul(shared.unrotate[k]);
-            if offset_hz(p).abs() > BLOCK_FREQUENCY_GATE * FREQUENCIES[k] {
+            // |arg p| within the gate's angle, as cos(arg p) >= cos(gate): no atan2.
+            if p.re < shared.gate_cos[k] * p.abs() {
                 return None;
             }
             product[g] = p;
