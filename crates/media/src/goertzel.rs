@@ -243,6 +243,7 @@ impl Bank {
     }
 
     /// [`Bank::analyse`] for a block whose energy ([`Bank::energy`]) the caller already has.
+    #[inline]
     pub fn analyse_with_energy(&self, block: &[f32; BLOCK], energy: f32) -> BlockSpectrum {
         let halves = match self.kernel {
             #[cfg(target_arch = "x86_64")]
