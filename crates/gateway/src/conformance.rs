@@ -31,7 +31,13 @@ pub(crate) struct ConformanceArgs {
 #[derive(Debug, clap::Args)]
 pub(crate) struct TalkoffArgs {
     /// Speech: a directory searched for 8 kHz WAV files (Debian's asterisk-core-sounds-en-wav).
-    #[arg(long, value_name = "DIR", default_value = "/usr/share/asterisk/sounds")]
+    /// The voice's own directory, not its parent: the other languages' packages install beside
+    /// it and are held out from tuning (scripts/talkoff-heldout.sh).
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/usr/share/asterisk/sounds/en_US_f_Allison"
+    )]
     speech: PathBuf,
     /// Music: likewise (Debian's asterisk-moh-opsound-wav).
     #[arg(long, value_name = "DIR", default_value = "/usr/share/asterisk/moh")]
