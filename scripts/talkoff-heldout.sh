@@ -4,9 +4,22 @@
 # G.711 call carries them, through tonegate's detector and spandsp's, in one run.
 #   scripts/talkoff-heldout.sh [--list]        extra arguments go to `tonegate talkoff`
 #   TALKOFF_BAND=phone scripts/talkoff-heldout.sh   the same audio band-limited to 300-3400 Hz
+#   TALKOFF_SET=fresh scripts/talkoff-heldout.sh    the fresh set (below) instead
+#   TALKOFF_PREPARE_ONLY=1 scripts/talkoff-heldout.sh   fetch and convert only: print files
+#                                                   and hours per corpus and the digest, run
+#                                                   no detector
 #
-# Long run (~9 minutes the first time: 512 MB of .deb, 12 h of audio converted; ~40 s after):
-# not part of scripts/test.sh or CI. Needs ~2.5 GB under target/talkoff-heldout with both bands.
+# Two sets of packages, each with its own cache (docs/benchmarks.md, "Held-out talk-off"):
+#   TALKOFF_SET=heldout (default)  target/talkoff-heldout: the held-out set. Its music's false
+#                                  presses became the development set of later detector work.
+#   TALKOFF_SET=fresh              target/talkoff-fresh: other packages again, kept unseen
+#                                  while the detector was changed: the final test set, to be
+#                                  run once at the end. Prepare it with TALKOFF_PREPARE_ONLY=1;
+#                                  do not look at detector results on it before then.
+#
+# Long run (heldout: ~9 minutes the first time, 512 MB of .deb, 12 h of audio converted, ~40 s
+# after; fresh: 1.5 GB of .deb, 11.6 h): not part of scripts/test.sh or CI. Needs ~2.5 GB
+# under target/talkoff-heldout with both bands, ~3.3 GB under target/talkoff-fresh.
 #
 # The packages are fetched with `apt-get download` and unpacked into target/ with
 # `dpkg-deb -x`, not installed: installing the other Asterisk languages would put them under
@@ -22,35 +35,66 @@
 # the only band limit: a SIP/G.711 leg carries 0-4 kHz), G.711 mu-law without dither (what
 # the gateway receives), and back to 16-bit PCM. No level normalisation. With
 # TALKOFF_BAND=phone, `sinc 300-3400` after the resampler as well (an analogue or PSTN leg
-# on the way). Output: target/talkoff-heldout/{speech,music}/PACKAGE/... (phone-speech,
+# on the way). Output: target/talkoff-SET/{speech,music}/PACKAGE/... (phone-speech,
 # phone-music), kept between runs; a package whose Debian version changed is unpacked and
 # converted again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# Speech: six voices in five languages, none of them en_US_f_Allison's English prompts.
-speech_pkgs=(
-  asterisk-core-sounds-fr-wav    # fr_CA_f_June, 8 kHz WAV
-  asterisk-core-sounds-es-wav    # es_MX_f_Allison (the tuning corpus's speaker, in Spanish)
-  asterisk-core-sounds-ru-wav    # ru_RU_f_IvrvoiceRU
-  asterisk-core-sounds-it-wav    # it_IT_m_Carlo (male)
-  asterisk-prompt-it-menardi-wav # it_IT_f_Menardi
-  asterisk-prompt-fr-armelle     # French, Armelle Desjardins, GSM 06.10
-  asterisk-prompt-es-co          # Colombian Spanish, GSM 06.10
-)
-# Music: orchestral, electronic/techno with drums, rock/electronic, ambient, an adventure
-# game's score. "package|files to take" (extended regex on the path inside the package).
-music_pkgs=(
-  'wesnoth-1.16-music|/music/.*\.ogg'                  # orchestral
-  'nexuiz-music|/music/sound/cdtracks/.*\.ogg'         # electronic, drums (in music.pk3)
-  'warzone2100-music|\.opus'                           # rock/electronic, ambient
-  'singularity-music|\.ogg'                            # ambient, piano, strings
-  'drascula-music|/drascula/audio/.*\.ogg'             # de/ en/ ... are identical copies
-)
-speech_files='\.(wav|gsm)'
+# Each entry: "package|files to take" (extended regex on the path inside the package).
+case ${TALKOFF_SET:-heldout} in
+heldout)
+  cache=target/talkoff-heldout
+  # Speech: six voices in five languages, none of them en_US_f_Allison's English prompts.
+  speech_pkgs=(
+    'asterisk-core-sounds-fr-wav|\.(wav|gsm)'    # fr_CA_f_June, 8 kHz WAV
+    'asterisk-core-sounds-es-wav|\.(wav|gsm)'    # es_MX_f_Allison (the tuning corpus's speaker, in Spanish)
+    'asterisk-core-sounds-ru-wav|\.(wav|gsm)'    # ru_RU_f_IvrvoiceRU
+    'asterisk-core-sounds-it-wav|\.(wav|gsm)'    # it_IT_m_Carlo (male)
+    'asterisk-prompt-it-menardi-wav|\.(wav|gsm)' # it_IT_f_Menardi
+    'asterisk-prompt-fr-armelle|\.(wav|gsm)'     # French, Armelle Desjardins, GSM 06.10
+    'asterisk-prompt-es-co|\.(wav|gsm)'          # Colombian Spanish, GSM 06.10
+  )
+  # Music: orchestral, electronic/techno with drums, rock/electronic, ambient, an adventure
+  # game's score.
+  music_pkgs=(
+    'wesnoth-1.16-music|/music/.*\.ogg'                  # orchestral
+    'nexuiz-music|/music/sound/cdtracks/.*\.ogg'         # electronic, drums (in music.pk3)
+    'warzone2100-music|\.opus'                           # rock/electronic, ambient
+    'singularity-music|\.ogg'                            # ambient, piano, strings
+    'drascula-music|/drascula/audio/.*\.ogg'             # de/ en/ ... are identical copies
+  )
+  ;;
+fresh)
+  cache=target/talkoff-fresh
+  # Speech: voice actors in whole sentences (Fish Fillets' dialogues, Czech and Dutch: several
+  # male and female voices) and Hedgewars' voice packs (short exclamations, 15 voices, accents,
+  # one sung, one robotised). No Asterisk prompts: every language Debian has is in the
+  # tuning or the held-out set.
+  speech_pkgs=(
+    'fillets-ng-data-cs|/sound/.*/cs/[^/]*\.ogg'            # Czech dialogues
+    'fillets-ng-data-nl|/sound/.*/nl/[^/]*\.ogg'            # Dutch dialogues
+    'hedgewars-data|/Data/Sounds/voices/.*\.ogg'            # game voice packs
+  )
+  # Music: orchestral (Widelands, MegaGlest, Mars), strings and woodwinds, piano, rock/metal,
+  # electronic, chiptune-style synth (SuperTux), folk/ethnic (Hedgewars). Game music in ogg
+  # only; tracker modules (Pingus' .it) would need a module renderer and are left out.
+  music_pkgs=(
+    'widelands-data|/widelands/data/music/.*\.ogg'          # orchestral, 31 tracks
+    'hedgewars-data|/Data/Music/.*\.ogg'                    # varied themes: folk, rock, oriental
+    'supertux-data|/supertux2/music/.*\.ogg'                # synth/chiptune, orchestral-ish
+    'marsshooter-data|/audio/music/.*\.ogg'                 # orchestral, metal
+    'freedroidrpg-data|/sound/music/.*\.ogg'                # electronic, ambient
+    'megaglest-data|/music/.*\.ogg'                         # orchestral, ethnic, medieval
+    'warmux-data|/warmux/music/.*\.ogg'                     # light orchestral, flute, rock
+    'fillets-ng-data|/fillets-ng/music/.*\.ogg'             # small ensemble, 22 kHz mono
+    'lincity-ng-data|/music/.*\.ogg'                        # piano, blues, ambient
+  )
+  ;;
+*) echo "TALKOFF_SET: heldout or fresh" >&2; exit 2 ;;
+esac
 
-cache=target/talkoff-heldout
 case ${TALKOFF_BAND:-} in
   "") prefix= BAND_EFFECT= ;;
   phone) prefix=phone- BAND_EFFECT=300-3400 ;;
@@ -102,6 +146,8 @@ export -f convert
 
 # Fetch and unpack one package (when its Debian version is not the one already unpacked),
 # then convert the files matching $2 into $3/PACKAGE/ (the path under usr/share/, '/' -> '_').
+# A package can give both speech and music (fresh: hedgewars-data): on a new version, every
+# corpus and band converted from it is dropped, not only the one being prepared.
 prepare() {
   local pkg=$1 match=$2 kind=$3
   local src=$cache/src/$pkg out=$cache/$prefix$kind/$pkg
@@ -113,7 +159,7 @@ prepare() {
   fi
   if [ "$(cat "$src/.version" 2>/dev/null)" != "$ver" ]; then
     echo "== $pkg $ver: download and unpack" >&2
-    rm -rf "$src" "$out" "$cache/deb/${pkg}"_*.deb
+    rm -rf "$src" "$cache/deb/${pkg}"_*.deb "$cache"/{,phone-}{speech,music}/"$pkg"
     # (as root apt warns that the download is not sandboxed: harmless, hidden)
     (cd "$cache/deb" && apt-get download -qq "$pkg=$ver" 2>/dev/null) ||
       { echo "apt-get download $pkg=$ver failed" >&2; exit 1; }
@@ -133,13 +179,24 @@ prepare() {
 }
 
 rm -f "$cache/versions.tmp"
-for pkg in "${speech_pkgs[@]}"; do prepare "$pkg" "$speech_files" speech; done
+for entry in "${speech_pkgs[@]}"; do prepare "${entry%%|*}" "${entry#*|}" speech; done
 for entry in "${music_pkgs[@]}"; do prepare "${entry%%|*}" "${entry#*|}" music; done
-sort "$cache/versions.tmp" >"$cache/versions.txt" && rm -f "$cache/versions.tmp"
+sort -u "$cache/versions.tmp" >"$cache/versions.txt" && rm -f "$cache/versions.tmp"
 
 echo "== packages (Debian versions) in $cache/versions.txt; corpus digest:" >&2
 (cd "$cache" && find "${prefix}speech" "${prefix}music" -name '*.wav' -print0 | sort -z | xargs -0 sha256sum |
   sha256sum | cut -c1-16) >&2
+
+if [ -n "${TALKOFF_PREPARE_ONLY:-}" ] && [ "$TALKOFF_PREPARE_ONLY" != 0 ]; then
+  # Corpus only, no detector: files and hours (from the WAV headers) per corpus.
+  for kind in speech music; do
+    find "$cache/$prefix$kind" -name '*.wav' -print0 | sort -z | xargs -0 -r soxi -D |
+      awk -v dir="$cache/$prefix$kind" '{ s += $1; n++ }
+        END { printf "%s: %d files, %.3f h\n", dir, n, s / 3600 }'
+  done
+  cat "$cache/versions.txt"
+  exit 0
+fi
 
 scripts/spandsp.sh >/dev/null
 cargo run --release --locked -q -p tonegate -- talkoff \
