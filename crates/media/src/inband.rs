@@ -97,6 +97,11 @@ pub struct InbandConfig {
     /// Q.24 accepts ±1.5 % and rejects ±3.5 %; the estimate errs by at most 0.3 % in 12 dB
     /// noise or under dial tone, and music that passes every other test sits 1-2 % off).
     pub max_frequency_error: f32,
+    /// How far each tone must have risen over the 10 ms block that ended 20 ms before the
+    /// press's first hit (default 8 dB). A key starts both tones at once; a chord's notes were
+    /// mostly already sounding (held-out and fresh music: at most 5 dB of rise; key tones in
+    /// silence, 12 dB noise or under dial tone: at least 11.7 dB).
+    pub min_onset_rise: Decibels,
 }
 
 impl Default for InbandConfig {
@@ -108,6 +113,7 @@ impl Default for InbandConfig {
             relative_peak: Decibels(4.0),
             min_purity: 0.85,
             max_frequency_error: 0.018,
+            min_onset_rise: Decibels(8.0),
         }
     }
 }
@@ -320,10 +326,12 @@ struct Track {
     product_abs: [f32; 2],
     /// Confirmed as a press (the active track).
     confirmed: bool,
+    /// Energy at the low and high bin in the block three before the first hit.
+    onset: [f32; 2],
 }
 
 impl Track {
-    fn new(block: u64, hit: &Hit, before: f32) -> Track {
+    fn new(block: u64, hit: &Hit, before: f32, onset: [f32; 2]) -> Track {
         let mut t = Track {
             row: hit.row,
             col: hit.col,
@@ -343,6 +351,7 @@ impl Track {
             product: [Complex::default(); 2],
             product_abs: [0.0; 2],
             confirmed: false,
+            onset,
         };
         t.add(block, hit);
         t
@@ -416,7 +425,7 @@ impl Track {
         ]
     }
 
-    fn confirmable(&self, config: &InbandConfig) -> bool {
+    fn confirmable(&self, config: &InbandConfig, thresholds: &Thresholds) -> bool {
         if self.full_blocks() < MIN_FULL_BLOCKS {
             return false;
         }
@@ -425,7 +434,9 @@ impl Track {
             .frequency_errors()
             .iter()
             .all(|e| e.abs() <= config.max_frequency_error);
-        steady && on_frequency && self.steady()
+        // Both tones rose from well below, as a key's do (see InbandConfig::min_onset_rise).
+        let rose = (0..2).all(|g| self.max_levels[g] >= thresholds.onset_rise * self.onset[g]);
+        steady && on_frequency && rose && self.steady()
     }
 
     fn key(&self) -> Key {
@@ -485,6 +496,8 @@ pub struct InbandDetector {
     last_energies: [f32; 8],
     /// Energies of the block before it.
     prev_energies: [f32; 8],
+    /// Energies of the two blocks before that (newest first): the onset reference.
+    earlier_energies: [[f32; 8]; 2],
     blocks: u64,
     candidate: Option<Track>,
     active: Option<Track>,
@@ -494,6 +507,7 @@ pub struct InbandDetector {
 #[derive(Clone, Debug)]
 struct Thresholds {
     min_energy: f32,
+    onset_rise: f32,
     standard_twist: f32,
     reverse_twist: f32,
     relative_peak: f32,
@@ -522,6 +536,7 @@ impl InbandDetector {
         let db = |d: Decibels| 10f32.powf(d.0 / 10.0);
         let thresholds = Thresholds {
             min_energy: energy_of(config.min_level.0),
+            onset_rise: db(config.min_onset_rise),
             standard_twist: db(config.max_standard_twist),
             reverse_twist: db(config.max_reverse_twist),
             relative_peak: db(config.relative_peak),
@@ -537,6 +552,7 @@ impl InbandDetector {
             prev_window: [Complex::default(); 8],
             last_energies: [0.0; 8],
             prev_energies: [0.0; 8],
+            earlier_energies: [[0.0; 8]; 2],
             blocks: 0,
             candidate: None,
             active: None,
@@ -676,13 +692,15 @@ impl InbandDetector {
                     _ => {
                         let e = &self.prev_energies;
                         let before = e[hit.row as usize] + e[4 + hit.col as usize];
-                        self.candidate = Some(Track::new(block, &hit, before));
+                        let e = &self.earlier_energies[1];
+                        let onset = [e[hit.row as usize], e[4 + hit.col as usize]];
+                        self.candidate = Some(Track::new(block, &hit, before, onset));
                     }
                 }
                 let ready = self
                     .candidate
                     .as_ref()
-                    .is_some_and(|c| c.confirmable(&self.config));
+                    .is_some_and(|c| c.confirmable(&self.config, &self.thresholds));
                 if ready {
                     if let Some(old) = self.active.take() {
                         self.emit_press(&old, Ending::ToneEnd);
@@ -737,6 +755,7 @@ impl InbandDetector {
         let prev_window = self.prev_window;
         self.prev_half = spectrum.halves[1];
         self.prev_window = full;
+        self.earlier_energies = [self.prev_energies, self.earlier_energies[0]];
         self.prev_energies = self.last_energies;
         self.last_energies = energies;
 
