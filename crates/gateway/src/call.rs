@@ -2,7 +2,8 @@
 //!
 //! ```text
 //!  RTP packet ──► relay policy ──► CallOutput::Forward (relay mode; telephone-events dropped
-//!      │                            while a payment session is active; in-band scrubbing hook)
+//!      │                            and key tones scrubbed from audio while a payment session
+//!      │                            is active: tonegate_media::scrub)
 //!      ▼
 //!  Rfc4733Decoder ──Press──► CallClock (call media time) ──► pci::Collector ──CollectEvent──► Session
 //!                                                                 ▲                              │
@@ -31,6 +32,7 @@ use tonegate_media::audio::{AudioConfig, AudioStream};
 use tonegate_media::dedup::PressMerger;
 use tonegate_media::inband::{InbandConfig, InbandDetector, InbandEvent};
 use tonegate_media::rfc4733::{DecoderConfig, DecoderEvent, Rfc4733Decoder};
+use tonegate_media::scrub::ToneScrubber;
 use tonegate_media::{ClockRate, KeyPress, Source};
 use tonegate_pci::{Collector, PaymentOutcome, PaymentRequest, SealedCard, YearMonth};
 
@@ -140,6 +142,8 @@ struct Payment {
 struct Listener {
     audio: Option<AudioStream>,
     merger: PressMerger,
+    /// Takes key tones out of the audio a relay forwards during a payment session.
+    scrubber: ToneScrubber,
 }
 
 /// One call. See the module docs.
@@ -155,6 +159,7 @@ pub struct Call {
     refused: u64,
     presses: u64,
     presses_inband: u64,
+    scrubbed: u64,
     /// Per SSRC: the in-band path (when audio is decoded) and the one-digit-stream merger.
     listeners: std::collections::HashMap<u32, Listener>,
     /// Per SSRC: sequence extension, lowest and count, for loss.
@@ -174,6 +179,8 @@ pub struct CallCounters {
     pub presses_inband: u64,
     /// Packets missing from the sequence-number ranges seen.
     pub lost: u64,
+    /// Relayed audio packets sent as silence (they might have held a key tone).
+    pub scrubbed: u64,
 }
 
 impl std::fmt::Debug for Call {
@@ -206,6 +213,7 @@ impl Call {
             refused: 0,
             presses: 0,
             presses_inband: 0,
+            scrubbed: 0,
             listeners: std::collections::HashMap::new(),
             sequences: std::collections::HashMap::new(),
         }
@@ -226,6 +234,7 @@ impl Call {
             refused: self.refused,
             presses: self.presses,
             presses_inband: self.presses_inband,
+            scrubbed: self.scrubbed,
             lost,
         }
     }
@@ -298,6 +307,7 @@ impl Call {
             .or_insert_with(|| Listener {
                 audio: None,
                 merger: PressMerger::new(),
+                scrubber: ToneScrubber::new(),
             });
         if listener.audio.is_none() && codec.is_some() {
             let mut audio = AudioStream::new(
@@ -324,19 +334,42 @@ impl Call {
                     .red_payload_types
                     .contains(&packet.payload_type());
             if !(is_event && self.session_active()) {
-                if let Some(forward) = self.scrub(datagram, is_event) {
-                    self.outputs.push_back(CallOutput::Forward(to, forward));
-                }
+                let forward = if is_event {
+                    datagram.to_vec()
+                } else {
+                    // Where the payload lies in the datagram (after CSRCs and extension).
+                    let at = packet.payload().as_ptr() as usize - datagram.as_ptr() as usize;
+                    let payload = at..at + packet.payload().len();
+                    self.relayed_audio(datagram, packet.ssrc(), packet.payload_type(), payload)
+                };
+                self.outputs.push_back(CallOutput::Forward(to, forward));
             }
         }
         self.drain_decoder(now);
         result
     }
 
-    /// The audio a relay forwards. The place to scrub in-band DTMF from forwarded audio while a
-    /// payment is collected (not done yet: tones pass through unchanged).
-    fn scrub(&self, datagram: &[u8], _is_event: bool) -> Option<Vec<u8>> {
-        Some(datagram.to_vec())
+    /// The audio datagram a relay forwards: while a payment session is active, any packet
+    /// that might hold a key tone (and the one after it) goes out as the codec's silence
+    /// ([`ToneScrubber`]); otherwise as it came. Audio in a codec the call does not know
+    /// cannot be inspected and goes as it came (the SDP answer offers PCMU and PCMA only).
+    fn relayed_audio(
+        &mut self,
+        datagram: &[u8],
+        ssrc: u32,
+        payload_type: u8,
+        payload: std::ops::Range<usize>,
+    ) -> Vec<u8> {
+        let mut out = datagram.to_vec();
+        if self.session_active() {
+            let codec = self.config.audio.codec(payload_type);
+            if let (Some(codec), Some(listener)) = (codec, self.listeners.get_mut(&ssrc)) {
+                if listener.scrubber.scrub(codec, &mut out[payload]) {
+                    self.scrubbed += 1;
+                }
+            }
+        }
+        out
     }
 
     fn drain_decoder(&mut self, now: Instant) {

@@ -52,6 +52,8 @@ pub struct Metrics {
     pub rtp_refused: Counter,
     /// RTP packets missing from sequence-number ranges.
     pub rtp_lost: Counter,
+    /// Relayed audio packets sent as silence because they might have held a key tone.
+    pub rtp_scrubbed: Counter,
     /// Success/failure deliveries waiting (sampled at scrape).
     pub outbox_depth: Gauge,
     /// Delivery attempts beyond the first (sampled at scrape).
@@ -71,6 +73,7 @@ impl Default for Metrics {
             rtp_packets: Counter::default(),
             rtp_refused: Counter::default(),
             rtp_lost: Counter::default(),
+            rtp_scrubbed: Counter::default(),
             outbox_depth: Gauge::default(),
             outbox_retries: Gauge::default(),
             registry: Registry::default(),
@@ -103,6 +106,11 @@ impl Default for Metrics {
             "rtp_lost",
             "RTP packets missing from sequence ranges",
             m.rtp_lost.clone(),
+        );
+        registry.register(
+            "rtp_scrubbed",
+            "Relayed audio packets sent as silence: they might have held a key tone",
+            m.rtp_scrubbed.clone(),
         );
         registry.register(
             "outbox_depth",

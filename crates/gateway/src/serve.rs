@@ -576,6 +576,7 @@ async fn run_call(
         m.rtp_packets.inc_by(now.packets - counted.packets);
         m.rtp_refused.inc_by(now.refused - counted.refused);
         m.rtp_lost.inc_by(now.lost.saturating_sub(counted.lost));
+        m.rtp_scrubbed.inc_by(now.scrubbed - counted.scrubbed);
         m.key_presses
             .get_or_create(&SourceLabels {
                 source: "rfc4733".into(),

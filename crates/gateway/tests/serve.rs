@@ -746,6 +746,90 @@ async fn relay_mode_forwards_audio_and_holds_back_key_presses_during_a_session()
     w.running.stop().await;
 }
 
+/// Key presses a detector hears in the PCMU audio forwarded on a relay leg (packets read
+/// from `leg` until it is quiet).
+fn inband_presses_forwarded(leg: &tokio::net::UdpSocket) -> (usize, String) {
+    let mut d = tonegate_media::inband::InbandDetector::default();
+    let mut buf = [0u8; 2048];
+    let (mut packets, mut keys) = (0, String::new());
+    let table = tonegate_media::g711::Law::Mu.table();
+    while let Ok((n, _)) = leg.try_recv_from(&mut buf) {
+        if n < 12 || buf[1] & 0x7F != 0 {
+            continue;
+        }
+        packets += 1;
+        let ts = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
+        let samples: Vec<i16> = buf[12..n].iter().map(|&b| table[usize::from(b)]).collect();
+        let at =
+            tonegate_media::MediaTime::new(u64::from(ts), tonegate_media::ClockRate::NARROWBAND);
+        d.handle_samples(at, &samples).unwrap();
+    }
+    d.finish();
+    while let Some(e) = d.poll_event() {
+        if let tonegate_media::inband::InbandEvent::Press(p) = e {
+            keys.push(p.press.key().as_char());
+        }
+    }
+    (packets, keys)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_mode_scrubs_key_tones_from_forwarded_audio_during_a_session() {
+    let w = world(200).await;
+    let base = format!("http://{}", w.running.addr);
+    let agent_leg = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let created: Value = reqwest::Client::new()
+        .post(format!("{base}/v1/calls"))
+        .bearer_auth("tel")
+        .json(&json!({"mode": "relay", "relay_to": agent_leg.local_addr().unwrap().to_string()}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let call = created["call_id"].as_str().unwrap().to_owned();
+    let mut caller = Caller::new(created["rtp"].as_str().unwrap().parse().unwrap(), PACE)
+        .await
+        .unwrap();
+    // No session: the audio is forwarded as it came, tones and all.
+    caller.press_inband("1").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (packets, keys) = inband_presses_forwarded(&agent_leg);
+    assert!(packets >= 10, "{packets} audio packets forwarded");
+    assert_eq!(keys, "1", "outside a session the tones reach the other leg");
+    let session = w.agent.invoke(&call).await.unwrap();
+    let mut events = w.agent.events(&session).await.unwrap();
+    wait_for(&mut events, "state_changed", false, LIMIT)
+        .await
+        .unwrap();
+    w.agent.act(&session, "confirm_amount").await.unwrap();
+    caller.press_inband("4242").await.unwrap();
+    wait_for(&mut events, "field_progress", false, LIMIT)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (packets, keys) = inband_presses_forwarded(&agent_leg);
+    assert!(packets >= 40, "audio still flows: {packets} packets");
+    assert_eq!(
+        keys, "",
+        "no key tone reaches the other leg during a session"
+    );
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let scrubbed: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("tonegate_rtp_scrubbed_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no scrubbed counter: {metrics}"));
+    assert!(scrubbed >= 20, "{scrubbed} packets scrubbed");
+    w.running.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_are_forgotten_a_while_after_their_call_ends() {
     let (customer, _received) = customer_endpoints(start_body(), 200).await.unwrap();

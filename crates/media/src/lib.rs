@@ -66,6 +66,7 @@ pub mod key;
 pub mod red;
 pub mod replay;
 pub mod rfc4733;
+pub mod scrub;
 pub mod sdp;
 pub mod time;
 pub mod udp;
