@@ -5,21 +5,28 @@
 #   scripts/talkoff-heldout.sh [--list]        extra arguments go to `tonegate talkoff`
 #   TALKOFF_BAND=phone scripts/talkoff-heldout.sh   the same audio band-limited to 300-3400 Hz
 #   TALKOFF_SET=fresh scripts/talkoff-heldout.sh    the fresh set (below) instead
+#   TALKOFF_SET=final scripts/talkoff-heldout.sh    the final set (below) instead
 #   TALKOFF_PREPARE_ONLY=1 scripts/talkoff-heldout.sh   fetch and convert only: print files
 #                                                   and hours per corpus and the digest, run
 #                                                   no detector
 #
-# Two sets of packages, each with its own cache (docs/benchmarks.md, "Held-out talk-off"):
+# Three sets of packages, each with its own cache (docs/benchmarks.md, "Held-out talk-off"):
 #   TALKOFF_SET=heldout (default)  target/talkoff-heldout: the held-out set. Its music's false
 #                                  presses became the development set of later detector work.
 #   TALKOFF_SET=fresh              target/talkoff-fresh: other packages again, kept unseen
 #                                  while the detector was changed: the final test set, to be
 #                                  run once at the end. Prepare it with TALKOFF_PREPARE_ONLY=1;
 #                                  do not look at detector results on it before then.
+#                                  Its result was used to develop the next change, so it is
+#                                  spent as a test.
+#   TALKOFF_SET=final              target/talkoff-final: other packages again, prepared before
+#                                  that next change and kept unseen: the third test, run once
+#                                  when the detector work is done. Same rules as fresh.
 #
 # Long run (heldout: ~9 minutes the first time, 512 MB of .deb, 12 h of audio converted, ~40 s
-# after; fresh: 1.5 GB of .deb, 11.6 h): not part of scripts/test.sh or CI. Needs ~2.5 GB
-# under target/talkoff-heldout with both bands, ~3.3 GB under target/talkoff-fresh.
+# after; fresh: 1.5 GB of .deb, 11.6 h; final: 1.08 GB of .deb, 11.3 h): not part of scripts/test.sh
+# or CI. Needs ~2.5 GB under target/talkoff-heldout with both bands, ~3.3 GB under
+# target/talkoff-fresh, ~2.6 GB under target/talkoff-final.
 #
 # The packages are fetched with `apt-get download` and unpacked into target/ with
 # `dpkg-deb -x`, not installed: installing the other Asterisk languages would put them under
@@ -92,7 +99,31 @@ fresh)
     'lincity-ng-data|/music/.*\.ogg'                        # piano, blues, ambient
   )
   ;;
-*) echo "TALKOFF_SET: heldout or fresh" >&2; exit 2 ;;
+final)
+  cache=target/talkoff-final
+  # Speech: KDE's recorded letters, syllables and words (KLettres, KTuberling), many speakers
+  # in 20 + 22 languages, short clips. Recorded voices, no synthesis.
+  speech_pkgs=(
+    'klettres-data|/klettres/.*\.ogg'                       # letters and syllables, 20 languages
+    # spoken words, 22 languages (sr@latin, sr@ijekavian... are copies of sr/: left out)
+    'ktuberling-data|/ktuberling/sounds/[^@/]+/[^/]*\.(ogg|wav|opus)'
+  )
+  # Music: mostly orchestral and cinematic game scores (UFO: AI, Naev, Flare, OpenClonk,
+  # Adonthell), electronic/orchestral (Colobot), themed styles (Pushover, HyperRogue), metal
+  # (Fret's on Fire: the backing track and the guitar track of each song, as shipped).
+  music_pkgs=(
+    'ufoai-music|/base/0music/music/.*\.ogg'                # orchestral, electronic (in 0music.pk3)
+    'naev-data|/naev/dat/snd/music/.*\.ogg'                 # orchestral, ambient, synth
+    'colobot-common-sounds|/colobot/music/.*\.ogg'          # electronic, orchestral
+    'flare-game|/flare/mods/[^/]*/music/.*\.ogg'            # fantasy orchestral
+    'openclonk-data|/openclonk/Music\.ocg/.*\.ogg'          # orchestral, ambient
+    'pushover-data|/pushover/themes/.*\.ogg'                # themes: aztec, castle, greek, japanese...
+    'hyperrogue-music|/hyperrogue/music/.*\.ogg'            # varied themes, ambient
+    'adonthell-data|/wastesedge/audio/.*\.ogg'              # an RPG's score
+    'fretsonfire-songs-muldjord|/songs/muldjord/.*\.ogg'    # metal: song.ogg and guitar.ogg
+  )
+  ;;
+*) echo "TALKOFF_SET: heldout, fresh or final" >&2; exit 2 ;;
 esac
 
 case ${TALKOFF_BAND:-} in
