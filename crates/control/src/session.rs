@@ -181,6 +181,9 @@ pub enum Input {
     Payment(PaymentOutcome),
     /// The caller hung up.
     HangUp,
+    /// The gateway is shutting down and ends the call: as a hang-up, but reported as
+    /// `internal-error`, since the caller did not hang up.
+    Shutdown,
 }
 
 /// Which connection a request is for.
@@ -434,7 +437,8 @@ impl Session {
             Input::Collect(event) => self.on_collect(event),
             Input::Agent(action) => return self.on_agent(action),
             Input::Payment(outcome) => self.on_payment(outcome),
-            Input::HangUp => self.on_hang_up(),
+            Input::HangUp => self.on_hang_up(FailedReason::CallerHungUp),
+            Input::Shutdown => self.on_hang_up(FailedReason::InternalError),
         }
         Ok(())
     }
@@ -656,7 +660,9 @@ impl Session {
         }
     }
 
-    fn on_hang_up(&mut self) {
+    /// The call ended under the session: `reason` unless the payment is already with the
+    /// processor.
+    fn on_hang_up(&mut self, reason: FailedReason) {
         if self.state.is_terminal() {
             return;
         }
@@ -666,7 +672,7 @@ impl Session {
             return;
         }
         self.end_collector();
-        self.fail(FailedReason::CallerHungUp);
+        self.fail(reason);
     }
 
     fn collector_config(&self) -> CollectorConfig {

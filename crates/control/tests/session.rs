@@ -452,6 +452,29 @@ fn hang_up_mid_card() {
 }
 
 #[test]
+fn a_shutdown_mid_card_is_the_gateways_doing_not_the_callers() {
+    let mut h = Harness::new(function(""));
+    collecting(&mut h);
+    h.keys("4242").shut_down();
+    let lines = h.lines();
+    let tail: Vec<&str> = lines[lines.len() - 4..]
+        .iter()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            "collector cancel",
+            "state collecting -> failed",
+            r#"connection failure {"email":"caller@example.com","failed_reason":"internal-error","order_id":"10482","processor_parameters":{"invoice_id":"INV-10482"},"session_reference_id":"ps_8f21c0"}"#,
+            r#"outcome {"card":null,"failed_reason":"internal-error","state":"failed","token_id":null,"transaction_id":null,"type":"outcome"}"#,
+        ],
+        "{}",
+        show(&lines)
+    );
+}
+
+#[test]
 fn start_connection_down_times_out_or_errors() {
     for failure in [
         StartFailure::Unreachable("connection refused".into()),

@@ -465,12 +465,22 @@ impl Call {
 
     /// The caller hung up (`DELETE /v1/calls/{id}`, or no media).
     pub fn hang_up(&mut self) {
+        self.end(Input::HangUp);
+    }
+
+    /// The gateway is shutting down and ends the call; an open session fails as
+    /// `internal-error` rather than `caller-hung-up`.
+    pub fn shut_down(&mut self) {
+        self.end(Input::Shutdown);
+    }
+
+    fn end(&mut self, why: Input) {
         if self.ended {
             return;
         }
         self.ended = true;
         if let Some(payment) = &mut self.payment {
-            let _ = payment.session.handle_input(Input::HangUp);
+            let _ = payment.session.handle_input(why);
         }
         self.decoder.finish();
         for listener in self.listeners.values_mut() {

@@ -204,6 +204,8 @@ enum CallCommand {
     },
     Payment(PaymentOutcome),
     HangUp,
+    /// The gateway is shutting down: end the call, its session failing as `internal-error`.
+    ShutDown,
 }
 
 struct CallHandle {
@@ -265,7 +267,7 @@ impl Running {
             .map(|c| c.commands.clone())
             .collect();
         for call in calls {
-            let _ = call.send(CallCommand::HangUp);
+            let _ = call.send(CallCommand::ShutDown);
         }
         // Let the hang-ups reach the event streams, then stop serving.
         let settle = tokio::time::Instant::now() + Duration::from_secs(2);
@@ -503,6 +505,7 @@ async fn run_call(
                         call.payment_outcome(outcome);
                     }
                     CallCommand::HangUp => call.hang_up(),
+                    CallCommand::ShutDown => call.shut_down(),
                 }
             }
             _ = async {

@@ -417,11 +417,12 @@ async fn shutdown_refuses_new_work_lets_sessions_end_then_hangs_up_the_rest() {
         .await
         .unwrap();
     assert_eq!(refused.status(), 503);
-    // The session awaiting its amount confirmation is hung up after the drain deadline.
+    // The session awaiting its amount confirmation is ended after the drain deadline: the
+    // gateway ended it, not the caller.
     let outcome = wait_for(&mut events, "outcome", false, LIMIT)
         .await
         .unwrap();
-    assert_eq!(outcome["failed_reason"], "caller-hung-up");
+    assert_eq!(outcome["failed_reason"], "internal-error");
     stopping.await.unwrap();
 }
 

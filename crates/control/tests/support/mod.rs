@@ -104,6 +104,11 @@ impl Harness {
         self.input(Input::HangUp)
     }
 
+    /// The gateway shuts down with the call up.
+    pub fn shut_down(&mut self) -> &mut Self {
+        self.input(Input::Shutdown)
+    }
+
     fn input(&mut self, input: Input) -> &mut Self {
         self.session.handle_input(input).unwrap();
         self.pump();
