@@ -1,6 +1,7 @@
 //! `tonegate conformance` (the ITU-T Q.24 matrix over `fixtures/inband/`) and `tonegate
 //! talkoff` (false presses per hour on speech and music), each side by side with spandsp.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -11,6 +12,19 @@ use tonegate_media::inband::InbandDetector;
 
 use crate::spandsp::Spandsp;
 use crate::wav::{detect, read};
+
+/// `println!` and `print!` that hand a closed stdout (`tonegate talkoff --list | head`) back
+/// as an error for [`crate::failed`] instead of panicking.
+macro_rules! outln {
+    ($($t:tt)*) => {
+        writeln!(std::io::stdout().lock(), $($t)*)?
+    };
+}
+macro_rules! out {
+    ($($t:tt)*) => {
+        write!(std::io::stdout().lock(), $($t)*)?
+    };
+}
 
 /// Options of `tonegate conformance`.
 #[derive(Debug, clap::Args)]
@@ -74,10 +88,7 @@ pub(crate) fn run_conformance(args: &ConformanceArgs) -> ExitCode {
     match conformance(args) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
-        Err(err) => {
-            eprintln!("tonegate: {err:#}");
-            ExitCode::FAILURE
-        }
+        Err(err) => crate::failed(&err),
     }
 }
 
@@ -158,7 +169,7 @@ fn conformance(args: &ConformanceArgs) -> anyhow::Result<bool> {
         rows.push((f, result, pass, theirs));
     }
     let yes = |p: bool| if p { "yes" } else { "**no**" };
-    println!(
+    outln!(
         "| condition | requirement | tonegate | pass |{}",
         if spandsp.is_some() {
             " spandsp 0.0.6 | pass |"
@@ -166,7 +177,7 @@ fn conformance(args: &ConformanceArgs) -> anyhow::Result<bool> {
             ""
         }
     );
-    println!(
+    outln!(
         "|---|---|---|---|{}",
         if spandsp.is_some() { "---|---|" } else { "" }
     );
@@ -181,17 +192,17 @@ fn conformance(args: &ConformanceArgs) -> anyhow::Result<bool> {
         if let Some((r, p)) = theirs {
             line.push_str(&format!(" {} | {} |", r, yes(*p)));
         }
-        println!("{line}");
+        outln!("{line}");
     }
     let passed = rows.iter().filter(|r| r.2).count();
-    print!(
+    out!(
         "\ntonegate ({} kernel) passes {passed} of {} rows",
         InbandDetector::kernel().name(),
         rows.len()
     );
     match &spandsp {
-        Some(s) => println!("; spandsp ({}) passes {spandsp_passes}", s.path().display()),
-        None => println!("; spandsp not compared (build its harness with scripts/spandsp.sh)"),
+        Some(s) => outln!("; spandsp ({}) passes {spandsp_passes}", s.path().display()),
+        None => outln!("; spandsp not compared (build its harness with scripts/spandsp.sh)"),
     }
     Ok(all_pass)
 }
@@ -200,10 +211,7 @@ pub(crate) fn run_talkoff(args: &TalkoffArgs) -> ExitCode {
     match talkoff(args) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
-        Err(err) => {
-            eprintln!("tonegate: {err:#}");
-            ExitCode::FAILURE
-        }
+        Err(err) => crate::failed(&err),
     }
 }
 
@@ -257,7 +265,7 @@ fn corpus(
         t.ours += ours.len();
         if args.list {
             for p in &ours {
-                println!(
+                outln!(
                     "{name}: tonegate key {} at {:.2} s in {}",
                     p.press.key().as_char(),
                     p.press.start().ticks() as f64 / 8000.0,
@@ -270,7 +278,7 @@ fn corpus(
             t.theirs += theirs.len();
             if args.list {
                 for p in &theirs {
-                    println!(
+                    outln!(
                         "{name}: spandsp key {} at {:.2} s in {}",
                         p.key,
                         p.start as f64 / 8000.0,
@@ -298,8 +306,8 @@ fn talkoff(args: &TalkoffArgs) -> anyhow::Result<bool> {
             args.music.display()
         );
     }
-    println!("| audio | files | hours | tonegate false presses | per hour | spandsp false presses | per hour |");
-    println!("|---|---|---|---|---|---|---|");
+    outln!("| audio | files | hours | tonegate false presses | per hour | spandsp false presses | per hour |");
+    outln!("|---|---|---|---|---|---|---|");
     for (name, t) in [("speech", &speech), ("music", &music)] {
         let hours = t.seconds / 3600.0;
         let per = |n: usize| if hours > 0.0 { n as f64 / hours } else { 0.0 };
@@ -308,7 +316,7 @@ fn talkoff(args: &TalkoffArgs) -> anyhow::Result<bool> {
         } else {
             "not run | -".to_string()
         };
-        println!(
+        outln!(
             "| {name} ({}) | {}{} | {:.3} | {} | {:.1} | {theirs} |",
             if name == "speech" {
                 args.speech.display()
@@ -329,7 +337,7 @@ fn talkoff(args: &TalkoffArgs) -> anyhow::Result<bool> {
     let audio = speech.seconds + music.seconds;
     let wall = speech.ours_wall + music.ours_wall;
     if wall > 0.0 {
-        println!(
+        outln!(
             "\ntonegate detector ({} kernel): {:.0} s of audio in {:.2} s ({:.0}x real time, one core, including nothing but detection)",
             InbandDetector::kernel().name(),
             audio,

@@ -174,6 +174,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// How a command that failed with `err` ends: the error on stderr and status 1; or, when
+/// stdout was closed under it (`tonegate replay big.pcap | head`), quietly with status 141,
+/// as a shell reports a process ended by SIGPIPE.
+pub(crate) fn failed(err: &anyhow::Error) -> ExitCode {
+    let broken_pipe = err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    });
+    if broken_pipe {
+        return ExitCode::from(141);
+    }
+    eprintln!("tonegate: {err:#}");
+    ExitCode::FAILURE
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -35,10 +35,7 @@ pub(crate) fn run(args: ReplayArgs) -> ExitCode {
             eprintln!("tonegate: {err}; the key presses before it are printed above");
             ExitCode::from(3)
         }
-        Err(err) => {
-            eprintln!("tonegate: {err:#}");
-            ExitCode::FAILURE
-        }
+        Err(err) => crate::failed(&err),
     }
 }
 

@@ -193,3 +193,67 @@ fn short_talkoff_finds_no_false_press_on_speech_and_music() {
     let table = stdout(&o);
     assert!(!table.contains("tonegate key"), "{table}");
 }
+
+/// A 16-bit PCM WAV header and samples.
+fn pcm_wav(samples: &[i16]) -> Vec<u8> {
+    let data = (samples.len() * 2) as u32;
+    let mut w = Vec::with_capacity(44 + data as usize);
+    w.extend_from_slice(b"RIFF");
+    w.extend_from_slice(&(36 + data).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    for v in [16u32, 0x0001_0001, 8000, 16000] {
+        w.extend_from_slice(&v.to_le_bytes());
+    }
+    w.extend_from_slice(&0x0010_0002u32.to_le_bytes());
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&data.to_le_bytes());
+    for s in samples {
+        w.extend_from_slice(&s.to_le_bytes());
+    }
+    w
+}
+
+#[test]
+fn output_closed_by_the_reader_ends_quietly_with_status_141() {
+    // 1,000 presses of key 5 (60 ms on, 60 ms off): far more text than a pipe holds, so
+    // `tonegate replay ... | head -1` closes stdout while replay is still writing.
+    let mut samples = Vec::new();
+    for _ in 0..1000 {
+        for n in 0..480 {
+            let t = n as f64 / 8000.0;
+            let x = 3000.0
+                * ((2.0 * std::f64::consts::PI * 770.0 * t).sin()
+                    + (2.0 * std::f64::consts::PI * 1336.0 * t).sin());
+            samples.push(x as i16);
+        }
+        samples.extend(std::iter::repeat_n(0i16, 480));
+    }
+    let wav = write_temp("many-presses.wav", &pcm_wav(&samples));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tonegate"))
+        .arg("replay")
+        .arg(&wav)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("tonegate runs");
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().expect("piped")),
+        &mut first,
+    )
+    .unwrap();
+    // The reader is gone (dropped above), as `head -1` would be.
+    let out = child.wait_with_output().unwrap();
+    assert!(first.contains("key 5"), "{first}");
+    assert_eq!(
+        out.status.code(),
+        Some(141),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "",
+        "no panic, no message"
+    );
+}
