@@ -60,6 +60,9 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     /// Address RTP sockets bind to and SDP answers carry (`TONEGATE_RTP_IP`), default 127.0.0.1.
     pub rtp_ip: IpAddr,
+    /// UDP ports calls' RTP sockets take, `FIRST-LAST` (`TONEGATE_RTP_PORTS`); default none:
+    /// the OS picks any free port.
+    pub rtp_ports: Option<PortRange>,
     /// Bearer tokens of the telephony side (`TONEGATE_TELEPHONY_TOKEN`).
     pub telephony_tokens: Vec<String>,
     /// Bearer tokens of the agent side (`TONEGATE_AGENT_TOKEN`).
@@ -93,6 +96,7 @@ impl Default for ServeConfig {
         ServeConfig {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080),
             rtp_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            rtp_ports: None,
             telephony_tokens: Vec::new(),
             agent_tokens: Vec::new(),
             functions: Vec::new(),
@@ -107,6 +111,83 @@ impl Default for ServeConfig {
             webhook_deadline_hours: 24.0,
         }
     }
+}
+
+/// An inclusive range of UDP ports for calls' RTP sockets (`rtp_ports: 20000-29999`). Calls
+/// take its even ports only (RFC 3550 §11: RTP on an even port, RTCP on the odd one above,
+/// which firewall rules and SBCs often assume), in turn, skipping ports in use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortRange {
+    /// First port of the range.
+    pub first: u16,
+    /// Last port of the range (inclusive).
+    pub last: u16,
+}
+
+impl PortRange {
+    /// The even ports of the range, in order.
+    pub fn even_ports(&self) -> impl Iterator<Item = u16> {
+        (self.first..=self.last).filter(|p| p % 2 == 0)
+    }
+}
+
+impl std::fmt::Display for PortRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
+}
+
+impl std::str::FromStr for PortRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<PortRange, String> {
+        let shape = || format!("`{s}`: expected FIRST-LAST, e.g. 20000-29999");
+        let (a, b) = s.trim().split_once('-').ok_or_else(shape)?;
+        let port = |v: &str| v.trim().parse::<u16>().ok().filter(|&p| p > 0);
+        let (Some(first), Some(last)) = (port(a), port(b)) else {
+            return Err(format!("{}; ports are 1-65535", shape()));
+        };
+        let range = PortRange { first, last };
+        if first > last {
+            return Err(format!("`{s}`: the first port is above the last"));
+        }
+        if range.even_ports().next().is_none() {
+            return Err(format!("`{s}`: no even port in it (RTP takes even ports)"));
+        }
+        Ok(range)
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<PortRange, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse()
+            .map_err(|e| serde::de::Error::custom(format!("rtp_ports {e}")))
+    }
+}
+
+/// A UDP socket for a new call's RTP on `rtp_ip`: any free port, or the next free even port of
+/// `rtp_ports`. The error says why none could be had.
+async fn bind_rtp(g: &Gateway) -> Result<UdpSocket, String> {
+    let ip = g.config.rtp_ip;
+    let Some(range) = g.config.rtp_ports else {
+        return UdpSocket::bind(SocketAddr::new(ip, 0))
+            .await
+            .map_err(|e| format!("no RTP port on {ip}: {e}"));
+    };
+    let ports: Vec<u16> = range.even_ports().collect();
+    for _ in 0..ports.len() {
+        let i = g.next_rtp_port.fetch_add(1, Ordering::Relaxed) as usize % ports.len();
+        match UdpSocket::bind(SocketAddr::new(ip, ports[i])).await {
+            Ok(socket) => return Ok(socket),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+            Err(e) => return Err(format!("no RTP port on {ip}:{}: {e}", ports[i])),
+        }
+    }
+    Err(format!(
+        "no free RTP port: all {} even ports of rtp_ports {range} on {ip} are in use",
+        ports.len()
+    ))
 }
 
 /// The example function `serve` runs with when none is configured: its connections point at
@@ -146,6 +227,12 @@ impl ServeConfig {
             config.rtp_ip = v
                 .parse()
                 .map_err(|e| anyhow::anyhow!("TONEGATE_RTP_IP `{v}`: {e}"))?;
+        }
+        if let Some(v) = env("TONEGATE_RTP_PORTS") {
+            config.rtp_ports = Some(
+                v.parse()
+                    .map_err(|e| anyhow::anyhow!("TONEGATE_RTP_PORTS: {e}"))?,
+            );
         }
         if let Some(v) = env("TONEGATE_TELEPHONY_TOKEN") {
             config.telephony_tokens = vec![v];
@@ -231,6 +318,8 @@ pub struct Gateway {
     calls: Mutex<HashMap<String, CallHandle>>,
     sessions: Mutex<HashMap<String, SessionEntry>>,
     next_id: AtomicU64,
+    /// Where the next search for a free port in `rtp_ports` starts.
+    next_rtp_port: AtomicU64,
     draining: AtomicBool,
     /// Prometheus metrics.
     pub metrics: Metrics,
@@ -355,6 +444,7 @@ impl Gateway {
             calls: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            next_rtp_port: AtomicU64::new(0),
             draining: AtomicBool::new(false),
             metrics: Metrics::default(),
         });
@@ -840,9 +930,9 @@ async fn create_call(
             )
         }
     };
-    let socket = match UdpSocket::bind(SocketAddr::new(g.config.rtp_ip, 0)).await {
+    let socket = match bind_rtp(&g).await {
         Ok(s) => s,
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, format!("no RTP port: {e}")),
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e),
     };
     let rtp = socket.local_addr().expect("bound");
     let id = g.id("call");

@@ -856,3 +856,86 @@ async fn sessions_are_forgotten_a_while_after_their_call_ends() {
     running.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn rtp_port_ranges_parse_or_say_what_is_wrong() {
+    use tonegate::serve::PortRange;
+    let r: PortRange = "20000-20005".parse().unwrap();
+    assert_eq!(r.even_ports().collect::<Vec<_>>(), [20000, 20002, 20004]);
+    assert_eq!(r.to_string(), "20000-20005");
+    for (bad, says) in [
+        ("20000", "expected FIRST-LAST"),
+        ("a-b", "ports are 1-65535"),
+        ("0-10", "ports are 1-65535"),
+        ("20000-70000", "ports are 1-65535"),
+        ("30000-20000", "the first port is above the last"),
+        ("20001-20001", "no even port"),
+    ] {
+        let err = bad.parse::<PortRange>().unwrap_err();
+        assert!(err.contains(says), "{bad}: {err}");
+    }
+    // In a config file the same reason comes with the key's place.
+    let dir = std::env::temp_dir().join(format!("tonegate-ports-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("serve.yaml");
+    std::fs::write(&file, "rtp_ip: 127.0.0.1\nrtp_ports: 30000-20000\n").unwrap();
+    let err = ServeConfig::load(Some(&file)).unwrap_err().to_string();
+    assert!(
+        err.contains("serve.yaml") && err.contains("rtp_ports") && err.contains("above the last"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_take_even_rtp_ports_from_the_configured_range_and_say_when_it_is_full() {
+    // Two free even ports next to each other, found by binding and letting go.
+    let first = (0..200)
+        .map(|i| 43000 + 4 * ((std::process::id() as u16 % 500) + i))
+        .find(|&p| {
+            [p, p + 2]
+                .iter()
+                .all(|&q| std::net::UdpSocket::bind(("127.0.0.1", q)).is_ok())
+        })
+        .expect("two free ports");
+    let (customer, _received) = customer_endpoints(start_body(), 200).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("tonegate-ports-{}", std::process::id()));
+    let config = ServeConfig {
+        rtp_ports: Some(format!("{first}-{}", first + 3).parse().unwrap()),
+        ..local_config(&dir, customer, "tel", "agt").unwrap()
+    };
+    let running = Gateway::start(config, None).await.unwrap();
+    let agent = Agent::new(running.addr, "tel", "agt");
+    let (a, rtp_a) = agent.create_call().await.unwrap();
+    let (_b, rtp_b) = agent.create_call().await.unwrap();
+    let mut ports = [rtp_a.port(), rtp_b.port()];
+    ports.sort_unstable();
+    assert_eq!(ports, [first, first + 2], "the range's even ports");
+    let full = reqwest::Client::new()
+        .post(format!("http://{}/v1/calls", running.addr))
+        .bearer_auth("tel")
+        .json(&json!({"codec": "PCMU"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(full.status(), 503);
+    let body = full.text().await.unwrap();
+    assert!(
+        body.contains("no free RTP port") && body.contains(&format!("{first}-{}", first + 3)),
+        "{body}"
+    );
+    // A call that ends gives its port back.
+    agent.hang_up(&a).await.unwrap();
+    let mut again = None;
+    for _ in 0..100 {
+        if let Ok(call) = agent.create_call().await {
+            again = Some(call);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_c, rtp_c) = again.expect("a port is free again after a hang-up");
+    assert_eq!(rtp_c.port(), rtp_a.port());
+    running.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
