@@ -379,6 +379,11 @@ impl Running {
             }
         }
         self.worker.cancel();
+        // Tasks may still hold the gateway a while (a session's retention timer): the database
+        // is free for the next gateway now.
+        if let Some(outbox) = &self.gateway.outbox {
+            outbox.release();
+        }
     }
 }
 

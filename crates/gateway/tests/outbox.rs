@@ -986,3 +986,18 @@ fn kill_9_mid_enqueue_loses_nothing_that_was_committed() {
         stop_worker(worker).await;
     });
 }
+
+#[test]
+fn one_database_is_one_processs_a_second_open_is_refused_until_the_first_closes() {
+    let dir = TempDir::new("in-use");
+    let first = Outbox::open(dir.db(), fast()).unwrap();
+    let err = Outbox::open(dir.db(), fast()).unwrap_err();
+    assert!(matches!(err, OutboxError::InUse { .. }), "{err}");
+    let says = err.to_string();
+    assert!(
+        says.contains("one gateway per data directory") && says.contains("tonegate.db"),
+        "{says}"
+    );
+    drop(first);
+    Outbox::open(dir.db(), fast()).expect("free again once the first is closed");
+}

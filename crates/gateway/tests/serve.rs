@@ -939,3 +939,25 @@ async fn calls_take_even_rtp_ports_from_the_configured_range_and_say_when_it_is_
     running.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_gateway_on_the_same_data_dir_is_refused_at_start() {
+    let (customer, _received) = customer_endpoints(start_body(), 200).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("tonegate-two-{}", std::process::id()));
+    let config = || ServeConfig {
+        shutdown_deadline_seconds: 0.2,
+        ..local_config(&dir, customer, "tel", "agt").unwrap()
+    };
+    let first = Gateway::start(config(), None).await.unwrap();
+    let err = match Gateway::start(config(), None).await {
+        Ok(_) => panic!("two gateways on one database would each deliver every webhook"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("one gateway per data directory"), "{err}");
+    first.stop().await;
+    let again = Gateway::start(config(), None)
+        .await
+        .expect("free once the first has stopped");
+    again.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

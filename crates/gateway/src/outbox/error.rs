@@ -41,6 +41,27 @@ pub enum OutboxError {
         /// The file.
         path: PathBuf,
     },
+    /// Another process has this outbox open.
+    #[error(
+        "another process (a second tonegate?) has the outbox {} open; run one gateway per data \
+         directory: give this one its own data_dir, or stop the other",
+        path.display()
+    )]
+    InUse {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// The lock file beside the database could not be created or locked.
+    #[error(
+        "cannot lock {}: {source}; check that the data directory is writable",
+        path.display()
+    )]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
     /// The file is a SQLite database of another application.
     #[error(
         "{} is a SQLite database but not a tonegate outbox (application id {application_id:#x}); \

@@ -285,6 +285,33 @@ pub struct Outbox {
     wake: Notify,
     attempts: AtomicU64,
     retries: AtomicU64,
+    /// An exclusive lock on `<database>.lock`, held while the outbox is open: one process per
+    /// database (the OS lets go of it when the process ends, however it ends).
+    lock: std::fs::File,
+}
+
+/// Takes the exclusive lock that makes a database one process's: two gateways on one file
+/// would each deliver every webhook.
+fn lock_database(db: &Path) -> Result<std::fs::File, OutboxError> {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".lock");
+    let path = PathBuf::from(name);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| OutboxError::Lock {
+            path: path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(OutboxError::InUse {
+            path: db.to_owned(),
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(OutboxError::Lock { path, source }),
+    }
 }
 
 impl fmt::Debug for Outbox {
@@ -338,6 +365,7 @@ impl Outbox {
         policy.check()?;
         let path = path.as_ref().to_owned();
         let store = Store::open(&path)?;
+        let lock = lock_database(&path)?;
         Ok(Outbox {
             store: Arc::new(Mutex::new(store)),
             path,
@@ -347,7 +375,14 @@ impl Outbox {
             wake: Notify::new(),
             attempts: AtomicU64::new(0),
             retries: AtomicU64::new(0),
+            lock,
         })
+    }
+
+    /// Lets go of the database for another process, before this value is dropped (a gateway
+    /// that stopped while tasks still hold it). Nothing may be enqueued afterwards.
+    pub fn release(&self) {
+        let _ = self.lock.unlock();
     }
 
     /// The database file.
