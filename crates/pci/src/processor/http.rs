@@ -18,7 +18,7 @@
 //! key makes a retry safe, and retrying is the caller's decision (a retried [`super::pay`] of
 //! the same session sends the same key).
 //!
-//! Card data here: the rendered body, which lives in a [`SecretBuffer`] (zeroed when dropped,
+//! Card data here: the rendered body, which lives in a `SecretBuffer` (zeroed when dropped,
 //! also when it grows) and is never logged; template errors name a line, never a value.
 
 use std::fmt;
