@@ -2,8 +2,8 @@
 //!
 //! Sans-IO like the rest of the crate: [`Replay`] is fed [`Frame`]s (from
 //! [`crate::capture::CaptureReader`] or anywhere else) and yields [`ReplayPress`]es, then a
-//! [`StreamSummary`] per stream (and the [`CaptureCounts`]). Capture timestamps stand in for arrival time, so a replay is
-//! deterministic and runs as fast as the disk.
+//! [`StreamSummary`] per stream (and the [`CaptureCounts`]). Capture timestamps stand in for
+//! arrival time, so a replay is deterministic and runs as fast as the disk.
 //!
 //! A stream is one RTP SSRC on one UDP flow (source and destination address). Without
 //! [`ReplayConfig::ports`], a flow is taken for RTP once two packets of one SSRC parse as RTP
