@@ -41,6 +41,8 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
+echo "== cargo doc (broken intra-doc links fail the run)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 
 echo "== fixtures: tshark agrees with every manifest"
 python3 scripts/tshark_presses.py --check
