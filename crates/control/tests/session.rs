@@ -425,53 +425,44 @@ fn star_can_cancel_like_twilio_pay() {
 }
 
 #[test]
-fn hang_up_mid_card() {
-    let mut h = Harness::new(function(""));
-    collecting(&mut h);
-    h.keys("424242").hang_up();
-    let lines = h.lines();
-    let tail: Vec<&str> = lines[lines.len() - 4..]
-        .iter()
-        .map(String::as_str)
-        .collect();
-    assert_eq!(
-        tail,
-        [
-            "collector cancel",
-            "state collecting -> failed",
-            r#"connection failure {"email":"caller@example.com","failed_reason":"caller-hung-up","order_id":"10482","processor_parameters":{"invoice_id":"INV-10482"},"session_reference_id":"ps_8f21c0"}"#,
-            r#"outcome {"card":null,"failed_reason":"caller-hung-up","state":"failed","token_id":null,"transaction_id":null,"type":"outcome"}"#,
-        ],
-        "{}",
-        show(&lines)
-    );
-    assert!(
-        !lines.iter().any(|l| l.starts_with("say payment_error")),
-        "nobody to tell"
-    );
-}
-
-#[test]
-fn a_shutdown_mid_card_is_the_gateways_doing_not_the_callers() {
-    let mut h = Harness::new(function(""));
-    collecting(&mut h);
-    h.keys("4242").shut_down();
-    let lines = h.lines();
-    let tail: Vec<&str> = lines[lines.len() - 4..]
-        .iter()
-        .map(String::as_str)
-        .collect();
-    assert_eq!(
-        tail,
-        [
-            "collector cancel",
-            "state collecting -> failed",
-            r#"connection failure {"email":"caller@example.com","failed_reason":"internal-error","order_id":"10482","processor_parameters":{"invoice_id":"INV-10482"},"session_reference_id":"ps_8f21c0"}"#,
-            r#"outcome {"card":null,"failed_reason":"internal-error","state":"failed","token_id":null,"transaction_id":null,"type":"outcome"}"#,
-        ],
-        "{}",
-        show(&lines)
-    );
+fn a_call_ended_mid_card_says_who_ended_it() {
+    // The caller hung up, or the gateway shut down with the call up: the same ending, told
+    // apart in failed_reason.
+    for (end, reason) in [
+        (
+            Harness::hang_up as fn(&mut Harness) -> &mut Harness,
+            "caller-hung-up",
+        ),
+        (Harness::shut_down, "internal-error"),
+    ] {
+        let mut h = Harness::new(function(""));
+        collecting(&mut h);
+        end(h.keys("424242"));
+        let lines = h.lines();
+        let tail: Vec<&str> = lines[lines.len() - 4..]
+            .iter()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            tail,
+            [
+                "collector cancel",
+                "state collecting -> failed",
+                &format!(
+                    r#"connection failure {{"email":"caller@example.com","failed_reason":"{reason}","order_id":"10482","processor_parameters":{{"invoice_id":"INV-10482"}},"session_reference_id":"ps_8f21c0"}}"#
+                ),
+                &format!(
+                    r#"outcome {{"card":null,"failed_reason":"{reason}","state":"failed","token_id":null,"transaction_id":null,"type":"outcome"}}"#
+                ),
+            ],
+            "{}",
+            show(&lines)
+        );
+        assert!(
+            !lines.iter().any(|l| l.starts_with("say payment_error")),
+            "nobody to tell"
+        );
+    }
 }
 
 #[test]

@@ -82,7 +82,16 @@ async fn collecting(
     let (call, rtp) = w.agent.create_call().await.unwrap();
     let mut caller = Caller::new(rtp, PACE).await.unwrap();
     caller.audio(5).await.unwrap();
-    let session = w.agent.invoke(&call).await.unwrap();
+    let (session, events) = amount_confirmed(w, &call).await;
+    (call, caller, session, events)
+}
+
+/// A session on `call` with its event stream and the amount confirmed.
+async fn amount_confirmed(
+    w: &World,
+    call: &str,
+) -> (String, tokio::sync::mpsc::UnboundedReceiver<Value>) {
+    let session = w.agent.invoke(call).await.unwrap();
     let mut events = w.agent.events(&session).await.unwrap();
     wait_for(&mut events, "state_changed", false, LIMIT)
         .await
@@ -91,7 +100,28 @@ async fn collecting(
         w.agent.act(&session, "confirm_amount").await.unwrap().0,
         200
     );
-    (call, caller, session, events)
+    (session, events)
+}
+
+/// A relay-mode call forwarding to a fresh UDP socket, the other leg: the leg, the call and
+/// its caller.
+async fn relay_call(w: &World) -> (tokio::net::UdpSocket, String, Caller) {
+    let agent_leg = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let created: Value = reqwest::Client::new()
+        .post(format!("http://{}/v1/calls", w.running.addr))
+        .bearer_auth("tel")
+        .json(&json!({"mode": "relay", "relay_to": agent_leg.local_addr().unwrap().to_string()}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let call = created["call_id"].as_str().unwrap().to_owned();
+    let caller = Caller::new(created["rtp"].as_str().unwrap().parse().unwrap(), PACE)
+        .await
+        .unwrap();
+    (agent_leg, call, caller)
 }
 
 async fn pay_with(card: &str) -> (World, Value) {
@@ -700,22 +730,7 @@ async fn in_band_tones_pay_too_and_a_tone_also_sent_as_an_event_is_one_press() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_mode_forwards_audio_and_holds_back_key_presses_during_a_session() {
     let w = world(200).await;
-    let base = format!("http://{}", w.running.addr);
-    let agent_leg = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let created: Value = reqwest::Client::new()
-        .post(format!("{base}/v1/calls"))
-        .bearer_auth("tel")
-        .json(&json!({"mode": "relay", "relay_to": agent_leg.local_addr().unwrap().to_string()}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let call = created["call_id"].as_str().unwrap().to_owned();
-    let mut caller = Caller::new(created["rtp"].as_str().unwrap().parse().unwrap(), PACE)
-        .await
-        .unwrap();
+    let (agent_leg, call, mut caller) = relay_call(&w).await;
     let forwarded_pts = |leg: &tokio::net::UdpSocket| {
         let mut pts = Vec::new();
         let mut buf = [0u8; 2048];
@@ -730,12 +745,7 @@ async fn relay_mode_forwards_audio_and_holds_back_key_presses_during_a_session()
     tokio::time::sleep(Duration::from_millis(100)).await;
     let before = forwarded_pts(&agent_leg);
     assert!(before.contains(&101) && before.contains(&0), "{before:?}");
-    let session = w.agent.invoke(&call).await.unwrap();
-    let mut events = w.agent.events(&session).await.unwrap();
-    wait_for(&mut events, "state_changed", false, LIMIT)
-        .await
-        .unwrap();
-    w.agent.act(&session, "confirm_amount").await.unwrap();
+    let _session = amount_confirmed(&w, &call).await;
     caller.press("4242").await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let during = forwarded_pts(&agent_leg);
@@ -777,34 +787,14 @@ fn inband_presses_forwarded(leg: &tokio::net::UdpSocket) -> (usize, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_mode_scrubs_key_tones_from_forwarded_audio_during_a_session() {
     let w = world(200).await;
-    let base = format!("http://{}", w.running.addr);
-    let agent_leg = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let created: Value = reqwest::Client::new()
-        .post(format!("{base}/v1/calls"))
-        .bearer_auth("tel")
-        .json(&json!({"mode": "relay", "relay_to": agent_leg.local_addr().unwrap().to_string()}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let call = created["call_id"].as_str().unwrap().to_owned();
-    let mut caller = Caller::new(created["rtp"].as_str().unwrap().parse().unwrap(), PACE)
-        .await
-        .unwrap();
+    let (agent_leg, call, mut caller) = relay_call(&w).await;
     // No session: the audio is forwarded as it came, tones and all.
     caller.press_inband("1").await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let (packets, keys) = inband_presses_forwarded(&agent_leg);
     assert!(packets >= 10, "{packets} audio packets forwarded");
     assert_eq!(keys, "1", "outside a session the tones reach the other leg");
-    let session = w.agent.invoke(&call).await.unwrap();
-    let mut events = w.agent.events(&session).await.unwrap();
-    wait_for(&mut events, "state_changed", false, LIMIT)
-        .await
-        .unwrap();
-    w.agent.act(&session, "confirm_amount").await.unwrap();
+    let (_session, mut events) = amount_confirmed(&w, &call).await;
     caller.press_inband("4242").await.unwrap();
     wait_for(&mut events, "field_progress", false, LIMIT)
         .await
@@ -816,7 +806,7 @@ async fn relay_mode_scrubs_key_tones_from_forwarded_audio_during_a_session() {
         keys, "",
         "no key tone reaches the other leg during a session"
     );
-    let metrics = reqwest::get(format!("{base}/metrics"))
+    let metrics = reqwest::get(format!("http://{}/metrics", w.running.addr))
         .await
         .unwrap()
         .text()
