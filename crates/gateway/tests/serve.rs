@@ -103,6 +103,16 @@ async fn amount_confirmed(
     (session, events)
 }
 
+/// The gateway's Prometheus text.
+async fn metrics(w: &World) -> String {
+    reqwest::get(format!("http://{}/metrics", w.running.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// A relay-mode call forwarding to a fresh UDP socket, the other leg: the leg, the call and
 /// its caller.
 async fn relay_call(w: &World) -> (tokio::net::UdpSocket, String, Caller) {
@@ -167,12 +177,7 @@ async fn a_full_payment_succeeds_and_the_success_endpoint_hears_of_it() {
         !all.contains("4242424242424242") && !all.contains("1230"),
         "{all}"
     );
-    let metrics = reqwest::get(format!("http://{}/metrics", w.running.addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&w).await;
     for line in [
         "tonegate_calls_total 1",
         "tonegate_sessions_total 1",
@@ -806,12 +811,7 @@ async fn relay_mode_scrubs_key_tones_from_forwarded_audio_during_a_session() {
         keys, "",
         "no key tone reaches the other leg during a session"
     );
-    let metrics = reqwest::get(format!("http://{}/metrics", w.running.addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&w).await;
     let scrubbed: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("tonegate_rtp_scrubbed_total "))
