@@ -335,41 +335,44 @@ impl Call {
                     .contains(&packet.payload_type());
             if !(is_event && self.session_active()) {
                 let forward = if is_event {
-                    datagram.to_vec()
+                    Some(datagram.to_vec())
                 } else {
                     // Where the payload lies in the datagram (after CSRCs and extension).
                     let at = packet.payload().as_ptr() as usize - datagram.as_ptr() as usize;
                     let payload = at..at + packet.payload().len();
                     self.relayed_audio(datagram, packet.ssrc(), packet.payload_type(), payload)
                 };
-                self.outputs.push_back(CallOutput::Forward(to, forward));
+                if let Some(forward) = forward {
+                    self.outputs.push_back(CallOutput::Forward(to, forward));
+                }
             }
         }
         self.drain_decoder(now);
         result
     }
 
-    /// The audio datagram a relay forwards: while a payment session is active, any packet
-    /// that might hold a key tone (and the one after it) goes out as the codec's silence
-    /// ([`ToneScrubber`]); otherwise as it came. Audio in a codec the call does not know
-    /// cannot be inspected and goes as it came (the SDP answer offers PCMU and PCMA only).
+    /// The datagram a relay forwards for a non-event packet: while a payment session is
+    /// active, a PCMU, PCMA or L16 packet that might hold a key tone (and the one after it)
+    /// goes out as the codec's silence ([`ToneScrubber`]), and a packet in any other payload
+    /// type, which cannot be inspected, is not forwarded at all (the SDP answer offers PCMU and
+    /// PCMA only); outside a session, every packet as it came.
     fn relayed_audio(
         &mut self,
         datagram: &[u8],
         ssrc: u32,
         payload_type: u8,
         payload: std::ops::Range<usize>,
-    ) -> Vec<u8> {
+    ) -> Option<Vec<u8>> {
         let mut out = datagram.to_vec();
         if self.session_active() {
-            let codec = self.config.audio.codec(payload_type);
-            if let (Some(codec), Some(listener)) = (codec, self.listeners.get_mut(&ssrc)) {
+            let codec = self.config.audio.codec(payload_type)?;
+            if let Some(listener) = self.listeners.get_mut(&ssrc) {
                 if listener.scrubber.scrub(codec, &mut out[payload]) {
                     self.scrubbed += 1;
                 }
             }
         }
-        out
+        Some(out)
     }
 
     fn drain_decoder(&mut self, now: Instant) {

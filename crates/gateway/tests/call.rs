@@ -220,6 +220,38 @@ fn relay_mode_drops_telephone_events_only_while_a_session_is_active() {
         "session active: events are not forwarded"
     );
     assert!(during.contains(&0), "audio still is");
+    // Audio the scrubber cannot read (G.722, payload type 9) is not forwarded during a
+    // session: it could carry the key tones.
+    let g722 = phone.packet(9, phone.ts, &[0x55; 160]);
+    call.handle_rtp(phone.t, &g722).unwrap();
+    drain(&mut call, &mut out);
+    assert_eq!(forwarded_pts(&mut out), Vec::<u8>::new());
+}
+
+#[test]
+fn relay_mode_forwards_any_payload_type_outside_a_session() {
+    let t0 = Instant::now();
+    let to: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+    let mut call = Call::new(
+        CallConfig {
+            mode: MediaMode::Relay(to),
+            ..CallConfig::default()
+        },
+        t0,
+    );
+    let mut phone = Phone {
+        seq: 1,
+        ts: 0,
+        t: t0,
+    };
+    let g722 = phone.packet(9, 0, &[0x55; 160]);
+    call.handle_rtp(t0, &g722).unwrap();
+    let mut out = Vec::new();
+    drain(&mut call, &mut out);
+    assert!(
+        matches!(out.as_slice(), [CallOutput::Forward(dest, p)] if *dest == to && p == &g722),
+        "{out:?}"
+    );
 }
 
 #[test]
