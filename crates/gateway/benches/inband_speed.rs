@@ -25,6 +25,7 @@ fn env(name: &str, default: f64) -> f64 {
 }
 
 fn main() {
+    tonegate::inband_kernel_from_env().expect("TONEGATE_INBAND_KERNEL");
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let wav = std::fs::read(root.join("fixtures/inband/noise-12db.wav")).expect("fixture");
     let audio = read_wav(&wav, 0).expect("fixture reads").samples;

@@ -8,3 +8,17 @@ pub mod metrics;
 pub mod outbox;
 pub mod sdp;
 pub mod serve;
+
+use tonegate_media::goertzel::Kernel;
+
+/// Applies `TONEGATE_INBAND_KERNEL` (`portable`, or `auto`: the fastest this CPU runs) to the
+/// in-band detectors of this process; every command and benchmark calls it first. An unknown
+/// value is an error naming the two.
+pub fn inband_kernel_from_env() -> anyhow::Result<Kernel> {
+    let chosen = match std::env::var("TONEGATE_INBAND_KERNEL").as_deref() {
+        Err(_) | Ok("" | "auto") => Kernel::detect(),
+        Ok("portable") => Kernel::Portable,
+        Ok(other) => anyhow::bail!("TONEGATE_INBAND_KERNEL `{other}`: use portable or auto"),
+    };
+    Ok(tonegate_media::inband::choose_kernel(chosen))
+}

@@ -164,6 +164,10 @@ pub(crate) enum Format {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = tonegate::inband_kernel_from_env() {
+        eprintln!("tonegate: {e:#}");
+        return ExitCode::FAILURE;
+    }
     match cli.command {
         Command::Replay(args) => replay::run(args),
         Command::CheckConfig(args) => check_config::run(args),

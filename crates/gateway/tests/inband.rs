@@ -177,6 +177,18 @@ fn conformance_passes_every_q24_row_with_the_portable_kernel_too() {
         table.contains("tonegate (portable kernel) passes 20 of 20 rows"),
         "{table}"
     );
+    let bogus = Command::new(env!("CARGO_BIN_EXE_tonegate"))
+        .arg("conformance")
+        .env("TONEGATE_INBAND_KERNEL", "sse9")
+        .current_dir(root())
+        .output()
+        .expect("tonegate runs");
+    assert_eq!(bogus.status.code(), Some(1));
+    assert!(
+        stderr(&bogus).contains("TONEGATE_INBAND_KERNEL `sse9`: use portable or auto"),
+        "{}",
+        stderr(&bogus)
+    );
 }
 
 #[test]

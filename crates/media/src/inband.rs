@@ -197,16 +197,29 @@ struct Shared {
     gate_cos: [f32; 8],
 }
 
+static SHARED: OnceLock<Shared> = OnceLock::new();
+
 fn shared() -> &'static Shared {
-    static SHARED: OnceLock<Shared> = OnceLock::new();
-    SHARED.get_or_init(|| {
-        // TONEGATE_INBAND_KERNEL=portable: the portable kernel even where AVX2 and FMA are
-        // there (to compare the two, or to rule the fast one out when diagnosing).
-        let kernel = match std::env::var("TONEGATE_INBAND_KERNEL").as_deref() {
-            Ok("portable") => Kernel::Portable,
-            _ => Kernel::detect(),
-        };
-        let bank = Bank::with_kernel(kernel).expect("the kernel runs on this CPU");
+    SHARED.get_or_init(|| Shared::new(Kernel::detect()))
+}
+
+/// Chooses the Goertzel kernel every detector of this process runs (for instance
+/// [`Kernel::Portable`] where AVX2 and FMA are there, to compare the two or to rule the fast
+/// one out when diagnosing). It must come before the first detector analyses a block, which
+/// otherwise fixes [`Kernel::detect`]. Returns the kernel in use: `kernel`, or the one already
+/// fixed, or the detected one when this CPU cannot run `kernel`.
+pub fn choose_kernel(kernel: Kernel) -> Kernel {
+    let kernel = if kernel.available() {
+        kernel
+    } else {
+        Kernel::detect()
+    };
+    SHARED.get_or_init(|| Shared::new(kernel)).bank.kernel()
+}
+
+impl Shared {
+    fn new(kernel: Kernel) -> Shared {
+        let bank = Bank::with_kernel(kernel).expect("only kernels this CPU runs are chosen");
         let unrotate = std::array::from_fn(|k| bank.shift(k));
         let gate_cos = FREQUENCIES.map(|f| {
             (BLOCK_FREQUENCY_GATE * f * 2.0 * PI * HALF as f32 / SAMPLE_RATE)
@@ -219,7 +232,7 @@ fn shared() -> &'static Shared {
             gate_cos,
             dial: DialTone::new(),
         }
-    })
+    }
 }
 
 /// Goertzel filters at the dial-tone frequencies (350 + 440 Hz precise dial tone, 425 Hz ETSI
@@ -560,8 +573,8 @@ impl InbandDetector {
         }
     }
 
-    /// The Goertzel kernel every detector of this process runs: [`Kernel::detect`], or
-    /// [`Kernel::Portable`] when the environment sets `TONEGATE_INBAND_KERNEL=portable`.
+    /// The Goertzel kernel every detector of this process runs: [`Kernel::detect`], or the
+    /// one given to [`choose_kernel`] first.
     pub fn kernel() -> Kernel {
         shared().bank.kernel()
     }
