@@ -199,6 +199,12 @@ struct Shared {
 
 static SHARED: OnceLock<Shared> = OnceLock::new();
 
+/// The filter bank every detector of this process runs (and the relay's tone scrubber), with
+/// the kernel [`choose_kernel`] fixed.
+pub(crate) fn bank() -> &'static Bank {
+    &shared().bank
+}
+
 fn shared() -> &'static Shared {
     SHARED.get_or_init(|| Shared::new(Kernel::detect()))
 }
@@ -276,7 +282,7 @@ impl DialTone {
 }
 
 /// Energy (|X|² of an 80-sample window) of a sine at `level` dBm0 exactly on a bin.
-fn energy_of(level: f32) -> f32 {
+pub(crate) fn energy_of(level: f32) -> f32 {
     let amplitude = 32767.0 * 10f32.powf((level - FULL_SCALE_SINE_DBM0) / 20.0);
     let x = amplitude * BLOCK as f32 / 2.0;
     x * x

@@ -20,8 +20,9 @@
 //! Silence is the codec's zero: 0xFF for PCMU, 0xD5 for PCMA, zeros for L16. Sans-IO.
 
 use crate::audio::AudioCodec;
-use crate::g711::{Law, FULL_SCALE_SINE_DBM0};
+use crate::g711::Law;
 use crate::goertzel::{Bank, BLOCK};
+use crate::inband::{bank, energy_of};
 
 /// Per-block thresholds of the scrubber (see the module documentation).
 const MIN_LEVEL_DBM0: f32 = -44.0;
@@ -141,18 +142,6 @@ fn block_might_hold_a_key(block: &[f32; BLOCK]) -> bool {
         && 2.0 / BLOCK as f32 * (low + high) >= MIN_SHARE * energy
 }
 
-fn bank() -> &'static Bank {
-    static BANK: std::sync::OnceLock<Bank> = std::sync::OnceLock::new();
-    BANK.get_or_init(Bank::new)
-}
-
-/// |X|² of an 80-sample window for a sine at `level` dBm0 on its bin.
-fn energy_of(level: f32) -> f32 {
-    let amplitude = 32767.0 * 10f32.powf((level - FULL_SCALE_SINE_DBM0) / 20.0);
-    let x = amplitude * BLOCK as f32 / 2.0;
-    x * x
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,7 +157,7 @@ mod tests {
     ];
 
     fn amplitude(dbm0: f32) -> f32 {
-        32767.0 * 10f32.powf((dbm0 - FULL_SCALE_SINE_DBM0) / 20.0)
+        32767.0 * 10f32.powf((dbm0 - crate::g711::FULL_SCALE_SINE_DBM0) / 20.0)
     }
 
     /// `ms` of silence, a key's tones for `tone_ms` from sample `at`, mu-law packets of 160.
