@@ -127,7 +127,22 @@ pub struct PortRange {
 impl PortRange {
     /// The even ports of the range, in order.
     pub fn even_ports(&self) -> impl Iterator<Item = u16> {
-        (self.first..=self.last).filter(|p| p % 2 == 0)
+        let range = *self;
+        (0..range.even_count()).filter_map(move |i| range.even_port(i))
+    }
+
+    /// How many even ports the range holds.
+    fn even_count(&self) -> usize {
+        let first = u32::from(self.first).next_multiple_of(2);
+        (u32::from(self.last) + 1).saturating_sub(first).div_ceil(2) as usize
+    }
+
+    /// The `i`th even port of the range.
+    fn even_port(&self, i: usize) -> Option<u16> {
+        let first = u32::from(self.first).next_multiple_of(2);
+        u16::try_from(first + 2 * i as u32)
+            .ok()
+            .filter(|&p| p <= self.last)
     }
 }
 
@@ -175,18 +190,19 @@ async fn bind_rtp(g: &Gateway) -> Result<UdpSocket, String> {
             .await
             .map_err(|e| format!("no RTP port on {ip}: {e}"));
     };
-    let ports: Vec<u16> = range.even_ports().collect();
-    for _ in 0..ports.len() {
-        let i = g.next_rtp_port.fetch_add(1, Ordering::Relaxed) as usize % ports.len();
-        match UdpSocket::bind(SocketAddr::new(ip, ports[i])).await {
+    // Index arithmetic, not a list: a range of 10,000 ports is not collected per call.
+    let count = range.even_count();
+    for _ in 0..count {
+        let i = g.next_rtp_port.fetch_add(1, Ordering::Relaxed) as usize % count;
+        let port = range.even_port(i).expect("i < count");
+        match UdpSocket::bind(SocketAddr::new(ip, port)).await {
             Ok(socket) => return Ok(socket),
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
-            Err(e) => return Err(format!("no RTP port on {ip}:{}: {e}", ports[i])),
+            Err(e) => return Err(format!("no RTP port on {ip}:{port}: {e}")),
         }
     }
     Err(format!(
-        "no free RTP port: all {} even ports of rtp_ports {range} on {ip} are in use",
-        ports.len()
+        "no free RTP port: all {count} even ports of rtp_ports {range} on {ip} are in use"
     ))
 }
 

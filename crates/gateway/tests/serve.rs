@@ -853,6 +853,10 @@ fn rtp_port_ranges_parse_or_say_what_is_wrong() {
     let r: PortRange = "20000-20005".parse().unwrap();
     assert_eq!(r.even_ports().collect::<Vec<_>>(), [20000, 20002, 20004]);
     assert_eq!(r.to_string(), "20000-20005");
+    for (range, even) in [("20001-20002", vec![20002]), ("65533-65535", vec![65534])] {
+        let r: PortRange = range.parse().unwrap();
+        assert_eq!(r.even_ports().collect::<Vec<_>>(), even, "{range}");
+    }
     for (bad, says) in [
         ("20000", "expected FIRST-LAST"),
         ("a-b", "ports are 1-65535"),
