@@ -25,7 +25,7 @@ fn env(name: &str, default: f64) -> f64 {
 }
 
 fn main() {
-    tonegate::inband_kernel_from_env().expect("TONEGATE_INBAND_KERNEL");
+    let config = tonegate::inband_config_from_env().expect("TONEGATE_INBAND_KERNEL");
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let wav = std::fs::read(root.join("fixtures/inband/noise-12db.wav")).expect("fixture");
     let audio = read_wav(&wav, 0).expect("fixture reads").samples;
@@ -34,8 +34,9 @@ fn main() {
     let blocks = (seconds * 8000.0 / 160.0) as usize;
     let per = audio.len() / 160;
 
-    let mut detectors: Vec<InbandDetector> =
-        (0..channels).map(|_| InbandDetector::default()).collect();
+    let mut detectors: Vec<InbandDetector> = (0..channels)
+        .map(|_| InbandDetector::new(config.clone()))
+        .collect();
     let mut presses = 0u64;
     let started = Instant::now();
     for b in 0..blocks {
@@ -53,7 +54,7 @@ fn main() {
     let ours = samples / 8000.0 / wall;
     println!(
         "in-band DTMF detection, {channels} channels x {seconds} s of audio, 160-sample blocks, one core, {} kernel",
-        InbandDetector::kernel().name()
+        detectors[0].kernel().name()
     );
     println!("| detector | wall s | Msamples/s | real-time channels/core | presses |");
     println!("|---|---|---|---|---|");

@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use serde::Deserialize;
-use tonegate_media::inband::InbandDetector;
 
 use crate::spandsp::Spandsp;
 use crate::wav::{detect, read};
@@ -197,7 +196,11 @@ fn conformance(args: &ConformanceArgs) -> anyhow::Result<bool> {
     let passed = rows.iter().filter(|r| r.2).count();
     out!(
         "\ntonegate ({} kernel) passes {passed} of {} rows",
-        InbandDetector::kernel().name(),
+        tonegate::inband_config_from_env()
+            .unwrap_or_default()
+            .kernel
+            .or_portable()
+            .name(),
         rows.len()
     );
     match &spandsp {
@@ -339,7 +342,7 @@ fn talkoff(args: &TalkoffArgs) -> anyhow::Result<bool> {
     if wall > 0.0 {
         outln!(
             "\ntonegate detector ({} kernel): {:.0} s of audio in {:.2} s ({:.0}x real time, one core, including nothing but detection)",
-            InbandDetector::kernel().name(),
+            tonegate::inband_config_from_env().unwrap_or_default().kernel.or_portable().name(),
             audio,
             wall,
             audio / wall

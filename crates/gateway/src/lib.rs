@@ -1,8 +1,6 @@
 //! The `tonegate` gateway: the only crate with sockets, tasks and clocks. Its library holds
 //! what the binary's commands share and what the tests drive directly; `main.rs` is the CLI.
 
-pub mod call;
-pub mod clock;
 pub mod demo;
 pub mod metrics;
 pub mod outbox;
@@ -10,15 +8,20 @@ pub mod sdp;
 pub mod serve;
 
 use tonegate_media::goertzel::Kernel;
+use tonegate_media::inband::InbandConfig;
 
-/// Applies `TONEGATE_INBAND_KERNEL` (`portable`, or `auto`: the fastest this CPU runs) to the
-/// in-band detectors of this process; every command and benchmark calls it first. An unknown
-/// value is an error naming the two.
-pub fn inband_kernel_from_env() -> anyhow::Result<Kernel> {
-    let chosen = match std::env::var("TONEGATE_INBAND_KERNEL").as_deref() {
+/// The in-band detector settings of this process's commands: the defaults, with the Goertzel
+/// kernel `TONEGATE_INBAND_KERNEL` names (`portable`, or `auto`: the fastest this CPU runs; the
+/// default). The kernel is part of each detector's configuration, not process state. An
+/// unknown value is an error naming the two.
+pub fn inband_config_from_env() -> anyhow::Result<InbandConfig> {
+    let kernel = match std::env::var("TONEGATE_INBAND_KERNEL").as_deref() {
         Err(_) | Ok("" | "auto") => Kernel::detect(),
         Ok("portable") => Kernel::Portable,
         Ok(other) => anyhow::bail!("TONEGATE_INBAND_KERNEL `{other}`: use portable or auto"),
     };
-    Ok(tonegate_media::inband::choose_kernel(chosen))
+    Ok(InbandConfig {
+        kernel,
+        ..InbandConfig::default()
+    })
 }

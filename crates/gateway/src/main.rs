@@ -164,7 +164,7 @@ pub(crate) enum Format {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = tonegate::inband_kernel_from_env() {
+    if let Err(e) = tonegate::inband_config_from_env() {
         eprintln!("tonegate: {e:#}");
         return ExitCode::FAILURE;
     }

@@ -11,7 +11,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use tonegate_media::audio::AudioConfig;
 use tonegate_media::capture::{CaptureError, CaptureReader};
-use tonegate_media::inband::InbandConfig;
 use tonegate_media::replay::{Replay, ReplayConfig, ReplayPress, StreamSummary};
 use tonegate_media::rfc4733::{DecoderConfig, Ending};
 use tonegate_media::sdp::SdpPayloadTypes;
@@ -93,7 +92,7 @@ fn config(args: &ReplayArgs) -> anyhow::Result<ReplayConfig> {
         decoder,
         ports: args.port.clone(),
         audio,
-        inband: InbandConfig::default(),
+        inband: tonegate::inband_config_from_env()?,
     })
 }
 
@@ -168,7 +167,7 @@ fn decode(
 
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
-    let mut replay = Replay::new(config);
+    let mut replay = Replay::new(config, std::time::Instant::now());
     let mut damage = None;
     let mut frames = 0u64;
     for frame in reader.by_ref() {

@@ -46,10 +46,12 @@ use tonegate_control::tools::{anthropic_tools, openai_tools};
 use tonegate_pci::processor::config::ProcessorConfig;
 use tonegate_pci::{pay, PaymentOutcome, Processor, YearMonth};
 
-use crate::call::{Call, CallConfig, CallCounters, CallOutput, InvokeError, MediaMode};
 use crate::metrics::{Metrics, OutcomeLabels, SourceLabels, StateLabels};
 use crate::outbox::{Backoff, DeliveryKind, NewDelivery, Outbox, Policy};
 use crate::sdp::Offer;
+use tonegate_call::{
+    Call, CallConfig, CallCounters, CallError, CallInput, CallOutput, InvokeError, MediaMode,
+};
 
 /// The gateway's settings. Every field has a default; `docs/serve.md` lists them with their
 /// environment variables.
@@ -337,6 +339,8 @@ pub struct Gateway {
     /// Where the next search for a free port in `rtp_ports` starts.
     next_rtp_port: AtomicU64,
     draining: AtomicBool,
+    /// Every call's in-band detector settings (the kernel chosen at start).
+    inband: tonegate_media::inband::InbandConfig,
     /// Prometheus metrics.
     pub metrics: Metrics,
 }
@@ -466,6 +470,7 @@ impl Gateway {
             sessions: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             next_rtp_port: AtomicU64::new(0),
+            inband: crate::inband_config_from_env()?,
             draining: AtomicBool::new(false),
             metrics: Metrics::default(),
         });
@@ -589,16 +594,27 @@ async fn run_call(
         tokio::select! {
             received = socket.recv_from(&mut buf) => {
                 if let Ok((n, _from)) = received {
-                    if let Err(e) = call.handle_rtp(Instant::now(), &buf[..n]) {
+                    if let Err(e) = call.handle_input(Instant::now(), CallInput::Rtp(&buf[..n])) {
                         tracing::debug!(call = %id, error = %e, "datagram refused");
                     }
                 }
             }
             command = inbox.recv() => {
                 let Some(command) = command else { break };
+                let now = Instant::now();
                 match command {
                     CallCommand::Invoke { function: f, reference, invocation, reply } => {
-                        let result = call.invoke(f.clone(), reference, invocation, Gateway::today());
+                        let input = CallInput::Invoke {
+                            function: f.clone(),
+                            reference,
+                            invocation,
+                            today: Gateway::today(),
+                        };
+                        let result = match call.handle_input(now, input) {
+                            Ok(()) => Ok(()),
+                            Err(CallError::Invoke(e)) => Err(e),
+                            Err(other) => unreachable!("an invocation fails only as InvokeError: {other}"),
+                        };
                         if result.is_ok() {
                             function = Some(f);
                         }
@@ -606,17 +622,26 @@ async fn run_call(
                     }
                     CallCommand::Start(result) => {
                         in_flight -= 1;
-                        call.start_result(result);
+                        let _ = call.handle_input(now, CallInput::StartResult(result));
                     }
                     CallCommand::Action { action, reply } => {
-                        let _ = reply.send(call.agent_action(Instant::now(), action));
+                        let result = match call.handle_input(now, CallInput::Agent(action)) {
+                            Ok(()) => Ok(()),
+                            Err(CallError::Action(refused)) => Err(refused),
+                            Err(other) => unreachable!("an action fails only as ActionRefused: {other}"),
+                        };
+                        let _ = reply.send(result);
                     }
                     CallCommand::Payment(outcome) => {
                         in_flight -= 1;
-                        call.payment_outcome(outcome);
+                        let _ = call.handle_input(now, CallInput::Payment(outcome));
                     }
-                    CallCommand::HangUp => call.hang_up(),
-                    CallCommand::ShutDown => call.shut_down(),
+                    CallCommand::HangUp => {
+                        let _ = call.handle_input(now, CallInput::HangUp);
+                    }
+                    CallCommand::ShutDown => {
+                        let _ = call.handle_input(now, CallInput::ShutDown);
+                    }
                 }
             }
             _ = async {
@@ -624,7 +649,9 @@ async fn run_call(
                     Some(d) => tokio::time::sleep_until(d).await,
                     None => std::future::pending().await,
                 }
-            } => call.handle_timeout(Instant::now()),
+            } => {
+                let _ = call.handle_input(Instant::now(), CallInput::Timeout);
+            }
         }
         while let Some(output) = call.poll_output() {
             match output {
@@ -682,6 +709,7 @@ async fn run_call(
                         let _ = tx.send(CallCommand::Payment(outcome));
                     });
                 }
+                CallOutput::KeyHeard(_) => {}
                 CallOutput::HungUp => tracing::info!(call = %id, "no media: call hung up"),
             }
         }
@@ -882,6 +910,7 @@ async fn create_call(
     }
     let mut config = CallConfig {
         no_media_timeout: Duration::from_secs(g.config.no_media_timeout_seconds),
+        inband: g.inband.clone(),
         ..CallConfig::default()
     };
     let offer = match &body.sdp {

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use serde_json::json;
-use tonegate_media::inband::{InbandConfig, InbandDetector, InbandEvent, InbandPress};
+use tonegate_media::inband::{InbandDetector, InbandEvent, InbandPress};
 use tonegate_media::wav::{read_wav, WavAudio, WavEncoding};
 use tonegate_media::{ClockRate, MediaTime};
 
@@ -38,7 +38,9 @@ pub(crate) struct Detection {
 
 /// Runs a fresh detector over `samples` in 160-sample calls.
 pub(crate) fn detect(samples: &[i16], keep_bands: bool) -> Detection {
-    let mut detector = InbandDetector::new(InbandConfig::default());
+    // The kernel was checked when the command started (main).
+    let config = tonegate::inband_config_from_env().unwrap_or_default();
+    let mut detector = InbandDetector::new(config);
     let mut out = Detection {
         presses: Vec::new(),
         bands: Vec::new(),

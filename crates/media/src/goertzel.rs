@@ -117,6 +117,13 @@ pub enum Kernel {
     Avx2Fma,
 }
 
+impl Default for Kernel {
+    /// [`Kernel::detect`].
+    fn default() -> Kernel {
+        Kernel::detect()
+    }
+}
+
 impl Kernel {
     /// The fastest kernel this CPU runs.
     pub fn detect() -> Kernel {
@@ -133,6 +140,15 @@ impl Kernel {
         match self {
             Kernel::Portable => true,
             Kernel::Avx2Fma => Kernel::detect() == Kernel::Avx2Fma,
+        }
+    }
+
+    /// This kernel if this CPU runs it, else [`Kernel::Portable`].
+    pub fn or_portable(self) -> Kernel {
+        if self.available() {
+            self
+        } else {
+            Kernel::Portable
         }
     }
 

@@ -102,6 +102,10 @@ pub struct InbandConfig {
     /// mostly already sounding (held-out and fresh music: at most 5 dB of rise; key tones in
     /// silence, 12 dB noise or under dial tone: at least 11.7 dB).
     pub min_onset_rise: Decibels,
+    /// The Goertzel kernel (default [`Kernel::detect`]: the fastest this CPU runs). Both give
+    /// the same presses (docs/inband.md); a kernel this CPU cannot run falls back to
+    /// [`Kernel::Portable`].
+    pub kernel: Kernel,
 }
 
 impl Default for InbandConfig {
@@ -114,6 +118,7 @@ impl Default for InbandConfig {
             min_purity: 0.85,
             max_frequency_error: 0.018,
             min_onset_rise: Decibels(8.0),
+            kernel: Kernel::detect(),
         }
     }
 }
@@ -197,30 +202,23 @@ struct Shared {
     gate_cos: [f32; 8],
 }
 
-static SHARED: OnceLock<Shared> = OnceLock::new();
+/// The constants of each kernel, built on first use. Which kernel a detector runs is its own
+/// configuration ([`InbandConfig::kernel`]), never process state, so results do not depend on
+/// which detector ran first.
+static SHARED: [OnceLock<Shared>; 2] = [OnceLock::new(), OnceLock::new()];
 
-/// The filter bank every detector of this process runs (and the relay's tone scrubber), with
-/// the kernel [`choose_kernel`] fixed.
-pub(crate) fn bank() -> &'static Bank {
-    &shared().bank
+/// The filter bank of `kernel` (for the relay's tone scrubber).
+pub(crate) fn bank(kernel: Kernel) -> &'static Bank {
+    &shared(kernel).bank
 }
 
-fn shared() -> &'static Shared {
-    SHARED.get_or_init(|| Shared::new(Kernel::detect()))
-}
-
-/// Chooses the Goertzel kernel every detector of this process runs (for instance
-/// [`Kernel::Portable`] where AVX2 and FMA are there, to compare the two or to rule the fast
-/// one out when diagnosing). It must come before the first detector analyses a block, which
-/// otherwise fixes [`Kernel::detect`]. Returns the kernel in use: `kernel`, or the one already
-/// fixed, or the detected one when this CPU cannot run `kernel`.
-pub fn choose_kernel(kernel: Kernel) -> Kernel {
-    let kernel = if kernel.available() {
-        kernel
-    } else {
-        Kernel::detect()
+fn shared(kernel: Kernel) -> &'static Shared {
+    let kernel = kernel.or_portable();
+    let slot = match kernel {
+        Kernel::Portable => 0,
+        Kernel::Avx2Fma => 1,
     };
-    SHARED.get_or_init(|| Shared::new(kernel)).bank.kernel()
+    SHARED[slot].get_or_init(|| Shared::new(kernel))
 }
 
 impl Shared {
@@ -579,10 +577,10 @@ impl InbandDetector {
         }
     }
 
-    /// The Goertzel kernel every detector of this process runs: [`Kernel::detect`], or the
-    /// one given to [`choose_kernel`] first.
-    pub fn kernel() -> Kernel {
-        shared().bank.kernel()
+    /// The Goertzel kernel this detector runs: [`InbandConfig::kernel`], or the portable one
+    /// when this CPU cannot run it.
+    pub fn kernel(&self) -> Kernel {
+        self.config.kernel.or_portable()
     }
 
     /// The configuration.
@@ -680,7 +678,7 @@ impl InbandDetector {
     }
 
     fn block(&mut self, samples: &[i16; BLOCK]) {
-        let shared = shared();
+        let shared = shared(self.config.kernel);
         let input: [f32; BLOCK] = samples.map(f32::from);
         // No bin of an 80-sample window can hold more than 80 times the block's energy
         // (Cauchy-Schwarz), so a block too quiet for that to reach the level threshold cannot

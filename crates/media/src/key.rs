@@ -45,6 +45,21 @@ impl Key {
             l => char::from(b'A' + l - 12),
         }
     }
+
+    /// The key's tone pair (ITU-T Q.23): its low-group and high-group frequencies in Hz.
+    pub fn frequencies(self) -> (f32, f32) {
+        use crate::goertzel::FREQUENCIES;
+        let (row, column) = match self.as_char() {
+            c @ '1'..='3' => (0, c as usize - '1' as usize),
+            c @ '4'..='6' => (1, c as usize - '4' as usize),
+            c @ '7'..='9' => (2, c as usize - '7' as usize),
+            '*' => (3, 0),
+            '0' => (3, 1),
+            '#' => (3, 2),
+            c => (c as usize - 'A' as usize, 3),
+        };
+        (FREQUENCIES[row], FREQUENCIES[4 + column])
+    }
 }
 
 impl fmt::Debug for Key {

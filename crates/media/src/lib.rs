@@ -63,6 +63,7 @@ pub mod gather;
 pub mod goertzel;
 pub mod inband;
 pub mod key;
+pub mod listener;
 pub mod red;
 pub mod replay;
 pub mod rfc4733;

@@ -10,9 +10,9 @@
 //! version 2 with nearby sequence numbers and a payload type that is not RTCP (RFC 3550's
 //! probation); with `ports`, every datagram to or from those ports is RTP. SIP messages in the
 //! capture are read for SDP (`a=rtpmap:N telephone-event/...`), whose payload types are added
-//! to the decoders. Each stream's PCMU/PCMA/L16 audio also runs through an in-band detector
-//! ([`crate::audio`], [`crate::inband`]) unless [`AudioConfig::enabled`] is off, and both
-//! sources' presses go through one [`PressMerger`] per stream.
+//! to the decoders. Each RTP flow is heard by a [`Listener`], the same listening path a live
+//! call runs ([`crate::listener`]): RFC 4733 events, each stream's PCMU/PCMA/L16 audio through
+//! an in-band detector unless [`AudioConfig::enabled`] is off, and one press merger per stream.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -21,13 +21,12 @@ use std::time::{Duration, Instant};
 use rtp_types::RtpPacket;
 use rustc_hash::FxHashMap;
 
-use crate::audio::{AudioConfig, AudioStats, AudioStream};
+use crate::audio::{AudioConfig, AudioStats};
 use crate::capture::Frame;
-use crate::dedup::PressMerger;
-use crate::extend::SeqExtender;
-use crate::inband::{InbandConfig, InbandDetector, InbandEvent};
+use crate::inband::InbandConfig;
 use crate::key::KeyPress;
-use crate::rfc4733::{DecoderConfig, DecoderEvent, Ending, Rfc4733Decoder};
+use crate::listener::{Listener, ListenerConfig, ListenerEvent};
+use crate::rfc4733::{DecoderConfig, Ending};
 use crate::sdp::SdpPayloadTypes;
 use crate::time::Millis;
 use crate::udp::{udp_datagram, Datagram};
@@ -121,37 +120,24 @@ pub struct CaptureCounts {
 }
 
 #[derive(Debug)]
-struct Stream {
-    summary: StreamSummary,
-    /// Payload types seen, one bit each (0-127), turned into the summary's set at the end.
-    payload_types: u128,
-    seq: SeqExtender,
-    lowest: u64,
-    audio: Option<AudioStream>,
-    merger: PressMerger,
-}
-
-#[derive(Debug)]
 struct Flow {
     key: (SocketAddr, SocketAddr),
-    decoder: Rfc4733Decoder,
-    /// The decoder's `poll_timeout`, kept here so that checking for due timeouts on every
-    /// frame costs a comparison per flow, not a walk over every SSRC.
+    /// The one listening path, the same a live call runs ([`crate::listener`]).
+    listener: Listener,
+    /// The listener's `poll_timeout`, kept here so that checking for due timeouts on every
+    /// frame costs a comparison per flow.
     deadline: Option<Instant>,
-    streams: FxHashMap<u32, Stream>,
     /// A first packet held until a second one confirms the flow is RTP.
     probation: Option<(Vec<u8>, Duration)>,
     accepted: bool,
-    audio: AudioConfig,
-    inband: InbandConfig,
-    /// The stream of the last packet, whose in-band events `collect` drains.
-    touched: Option<u32>,
 }
 
 /// The sans-IO capture replayer.
 #[derive(Debug)]
 pub struct Replay {
     config: ReplayConfig,
+    /// The arrival time of the capture's first frame; later frames arrive at their capture
+    /// timestamp's offset from it.
     base: Instant,
     first_frame: Option<Duration>,
     flows: FxHashMap<(SocketAddr, SocketAddr), Flow>,
@@ -163,11 +149,13 @@ pub struct Replay {
 }
 
 impl Replay {
-    /// A replayer with `config`.
-    pub fn new(config: ReplayConfig) -> Replay {
+    /// A replayer with `config`. The capture's first frame arrives at `base` (any instant:
+    /// the caller's clock, read once); every later frame at `base` plus its capture-time
+    /// offset, so the result does not depend on when the replay runs.
+    pub fn new(config: ReplayConfig, base: Instant) -> Replay {
         Replay {
             config,
-            base: Instant::now(),
+            base,
             first_frame: None,
             flows: FxHashMap::default(),
             next_deadline: None,
@@ -201,31 +189,15 @@ impl Replay {
     /// Ends the replay: reports every press still open, and returns the per-stream summary
     /// (sorted by first appearance) with the capture counts.
     pub fn finish(&mut self) -> (Vec<StreamSummary>, CaptureCounts) {
+        let base = self.base;
         for flow in self.flows.values_mut() {
-            flow.decoder.finish();
-            flow.collect(&mut self.presses);
-            let ssrcs: Vec<u32> = flow.streams.keys().copied().collect();
-            for ssrc in ssrcs {
-                if let Some(audio) = flow.streams.get_mut(&ssrc).and_then(|s| s.audio.as_mut()) {
-                    audio.finish();
-                }
-                flow.touched = Some(ssrc);
-                flow.collect(&mut self.presses);
-            }
+            flow.listener.finish();
+            flow.collect(base, &mut self.presses);
         }
         let mut streams: Vec<StreamSummary> = self
             .flows
             .values()
-            .flat_map(|f| f.streams.values())
-            .map(|s| {
-                let mut summary = s.summary.clone();
-                summary.merged = s.merger.merged();
-                summary.audio = s.audio.as_ref().map(AudioStream::stats).unwrap_or_default();
-                summary.payload_types = (0..128u8)
-                    .filter(|pt| s.payload_types & (1u128 << pt) != 0)
-                    .collect();
-                summary
-            })
+            .flat_map(|f| f.summaries(base))
             .collect();
         streams.sort_by(|a, b| {
             a.first_seen
@@ -244,8 +216,8 @@ impl Replay {
         let mut next = None;
         for flow in self.flows.values_mut() {
             if flow.deadline.is_some_and(|t| t <= now) {
-                flow.decoder.handle_timeout(now);
-                flow.collect(&mut self.presses);
+                flow.listener.handle_timeout(now);
+                flow.collect(self.base, &mut self.presses);
             }
             next = earliest(next, flow.deadline);
         }
@@ -267,8 +239,8 @@ impl Replay {
             _ => None,
         };
         if let Some(flow) = known {
-            flow.rtp(self.base + arrival, arrival, datagram.payload);
-            flow.collect(&mut self.presses);
+            flow.rtp(self.base + arrival, datagram.payload);
+            flow.collect(self.base, &mut self.presses);
             self.next_deadline = earliest(self.next_deadline, flow.deadline);
             return;
         }
@@ -277,20 +249,20 @@ impl Replay {
                 self.look_for_sdp(datagram.payload);
                 return;
             }
-            let mut decoder = Rfc4733Decoder::new(self.config.decoder.clone());
-            decoder.add_payload_types(&self.sdp_event_types(), &self.sdp.red);
+            let mut listener = Listener::new(ListenerConfig {
+                decoder: self.config.decoder.clone(),
+                audio: self.config.audio.clone(),
+                inband: self.config.inband.clone(),
+            });
+            listener.add_payload_types(&self.sdp_event_types(), &self.sdp.red);
             self.flows.insert(
                 key,
                 Flow {
                     key,
-                    decoder,
+                    listener,
                     deadline: None,
-                    streams: FxHashMap::default(),
                     probation: None,
                     accepted: by_port,
-                    audio: self.config.audio.clone(),
-                    inband: self.config.inband.clone(),
-                    touched: None,
                 },
             );
         }
@@ -303,7 +275,7 @@ impl Replay {
             match flow.probation.take() {
                 Some((held, held_arrival)) if confirms(&held, datagram.payload) => {
                     flow.accepted = true;
-                    flow.rtp(self.base + held_arrival, held_arrival, &held);
+                    flow.rtp(self.base + held_arrival, &held);
                 }
                 _ => {
                     flow.probation = Some((datagram.payload.to_vec(), arrival));
@@ -311,8 +283,8 @@ impl Replay {
                 }
             }
         }
-        flow.rtp(now, arrival, datagram.payload);
-        flow.collect(&mut self.presses);
+        flow.rtp(now, datagram.payload);
+        flow.collect(self.base, &mut self.presses);
         self.next_deadline = earliest(self.next_deadline, flow.deadline);
     }
 }
@@ -325,124 +297,70 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 }
 
 impl Flow {
-    fn rtp(&mut self, now: Instant, arrival: Duration, payload: &[u8]) {
-        let Ok(packet) = RtpPacket::parse(payload) else {
-            return;
-        };
-        let ssrc = packet.ssrc();
-        let key = self.key;
-        let stream = self.streams.entry(ssrc).or_insert_with(|| Stream {
-            summary: StreamSummary {
-                id: StreamId {
-                    source: key.0,
-                    destination: key.1,
-                    ssrc,
-                },
-                payload_types: BTreeSet::new(),
-                packets: 0,
-                lost: 0,
-                key_presses: 0,
-                non_key_events: 0,
-                refused: 0,
-                merged: 0,
-                audio: AudioStats::default(),
-                first_seen: Millis(arrival.as_secs_f64() * 1000.0),
-            },
-            payload_types: 0,
-            seq: SeqExtender::new(),
-            lowest: u64::MAX,
-            audio: None,
-            merger: PressMerger::new(),
-        });
-        let seq = stream.seq.extend(u32::from(packet.sequence_number()));
-        stream.lowest = stream.lowest.min(seq);
-        stream.payload_types |= 1u128 << packet.payload_type();
-        let summary = &mut stream.summary;
-        summary.packets += 1;
-        let expected = stream.seq.highest().unwrap_or(seq) - stream.lowest + 1;
-        summary.lost = expected.saturating_sub(summary.packets);
-        if self.decoder.handle_rtp(now, &packet).is_err() {
-            summary.refused += 1;
-        }
-        if self.audio.enabled {
-            let codec = self.audio.codec(packet.payload_type());
-            if stream.audio.is_none() && codec.is_some() {
-                let detector = InbandDetector::new(self.inband.clone());
-                let mut audio = AudioStream::new(self.audio.jitter_window, detector);
-                // Extend from the stream's first packet, exactly as the RFC 4733 decoder did.
-                if let Some(origin) = self.decoder.origin(ssrc) {
-                    audio.handle_rtp(origin.ticks() as u32, None, &[]);
-                }
-                stream.audio = Some(audio);
-            }
-            if let Some(audio) = stream.audio.as_mut() {
-                audio.handle_rtp(packet.timestamp(), codec, packet.payload());
-                self.touched = Some(ssrc);
-            }
-        }
+    fn rtp(&mut self, now: Instant, payload: &[u8]) {
+        // Not RTP after all (a flow is accepted on two packets): skipped, as before the flow
+        // was found.
+        let _ = self.listener.handle_packet(now, payload);
     }
 
-    /// Moves the decoder's events into `presses` and the stream counters.
-    fn collect(&mut self, presses: &mut Vec<ReplayPress>) {
-        self.deadline = self.decoder.poll_timeout();
-        while let Some(event) = self.decoder.poll_event() {
-            match event {
-                DecoderEvent::Press {
-                    ssrc,
-                    press,
-                    ending,
-                } => {
-                    let origin = self.decoder.origin(ssrc).expect("press from a known ssrc");
-                    let Some(stream) = self.streams.get_mut(&ssrc) else {
-                        continue;
-                    };
-                    let Some(press) = stream.merger.offer(press) else {
-                        continue;
-                    };
-                    stream.summary.key_presses += 1;
-                    let offset = press.start().millis_from(origin);
-                    presses.push(ReplayPress {
-                        stream: stream.summary.id,
-                        start: Millis(stream.summary.first_seen.0 + offset.0),
-                        press,
-                        ending,
-                    });
-                }
-                DecoderEvent::NonKeyEvent { ssrc, .. } => {
-                    if let Some(stream) = self.streams.get_mut(&ssrc) {
-                        stream.summary.non_key_events += 1;
-                    }
-                }
-                DecoderEvent::PressStarted { .. } => {}
-            }
-        }
-        let Some(ssrc) = self.touched.take() else {
-            return;
-        };
-        let origin = self.decoder.origin(ssrc);
-        let Some(stream) = self.streams.get_mut(&ssrc) else {
-            return;
-        };
-        let (Some(audio), Some(origin)) = (stream.audio.as_mut(), origin) else {
-            return;
-        };
-        while let Some(event) = audio.poll_event() {
-            let InbandEvent::Press(heard) = event else {
+    /// Moves the listener's presses into `presses`, placed in capture time.
+    fn collect(&mut self, base: Instant, presses: &mut Vec<ReplayPress>) {
+        self.deadline = self.listener.poll_timeout();
+        while let Some(event) = self.listener.poll_event() {
+            let ListenerEvent::Press {
+                ssrc,
+                press,
+                ending,
+            } = event
+            else {
                 continue;
             };
-            let Some(press) = stream.merger.offer(heard.press) else {
+            let (Some(origin), Some(first)) = (
+                self.listener.origin(ssrc),
+                self.listener.first_arrival(ssrc),
+            ) else {
                 continue;
             };
-            stream.summary.key_presses += 1;
             let offset = press.start().millis_from(origin);
             presses.push(ReplayPress {
-                stream: stream.summary.id,
-                start: Millis(stream.summary.first_seen.0 + offset.0),
+                stream: self.stream_id(ssrc),
+                start: Millis(capture_millis(base, first).0 + offset.0),
                 press,
-                ending: heard.ending,
+                ending,
             });
         }
     }
+
+    fn stream_id(&self, ssrc: u32) -> StreamId {
+        StreamId {
+            source: self.key.0,
+            destination: self.key.1,
+            ssrc,
+        }
+    }
+
+    fn summaries(&self, base: Instant) -> impl Iterator<Item = StreamSummary> + '_ {
+        self.listener.ssrcs().filter_map(move |ssrc| {
+            let s = self.listener.stream(ssrc)?;
+            Some(StreamSummary {
+                id: self.stream_id(ssrc),
+                key_presses: s.key_presses(),
+                payload_types: s.payload_types,
+                packets: s.packets,
+                lost: s.lost,
+                non_key_events: s.non_key_events,
+                refused: s.refused,
+                merged: s.merged,
+                audio: s.audio,
+                first_seen: capture_millis(base, s.first_arrival),
+            })
+        })
+    }
+}
+
+/// Capture time of `arrival`: its offset from the capture's first frame.
+fn capture_millis(base: Instant, arrival: Instant) -> Millis {
+    Millis(arrival.saturating_duration_since(base).as_secs_f64() * 1000.0)
 }
 
 impl Replay {
@@ -478,7 +396,7 @@ impl Replay {
         }
         let events = self.sdp_event_types();
         for flow in self.flows.values_mut() {
-            flow.decoder.add_payload_types(&events, &self.sdp.red);
+            flow.listener.add_payload_types(&events, &self.sdp.red);
         }
     }
 }

@@ -21,7 +21,7 @@
 
 use crate::audio::AudioCodec;
 use crate::g711::Law;
-use crate::goertzel::{Bank, BLOCK};
+use crate::goertzel::{Bank, Kernel, BLOCK};
 use crate::inband::{bank, energy_of};
 
 /// Per-block thresholds of the scrubber (see the module documentation).
@@ -35,12 +35,22 @@ pub struct ToneScrubber {
     /// The previous packet was scrubbed for a tone of its own (not for hangover).
     hangover: bool,
     scrubbed: u64,
+    /// The Goertzel kernel its filters run (the detector's, [`crate::inband::InbandConfig::kernel`]).
+    kernel: Kernel,
 }
 
 impl ToneScrubber {
-    /// A scrubber for one stream.
+    /// A scrubber for one stream, on the fastest kernel this CPU runs.
     pub fn new() -> ToneScrubber {
         ToneScrubber::default()
+    }
+
+    /// A scrubber for one stream whose filters run `kernel`.
+    pub fn with_kernel(kernel: Kernel) -> ToneScrubber {
+        ToneScrubber {
+            kernel,
+            ..ToneScrubber::default()
+        }
     }
 
     /// Packets scrubbed so far.
@@ -53,7 +63,7 @@ impl ToneScrubber {
     pub fn scrub(&mut self, codec: AudioCodec, payload: &mut [u8]) -> bool {
         let mut samples = [0i16; 1280];
         let n = decode(codec, payload, &mut samples);
-        let toned = might_hold_a_key(&samples[..n]);
+        let toned = might_hold_a_key(self.kernel, &samples[..n]);
         let scrub = toned || self.hangover;
         self.hangover = toned;
         if scrub {
@@ -100,7 +110,7 @@ fn silence(codec: AudioCodec, payload: &mut [u8]) {
 
 /// Whether any 80-sample block of `samples` (the last one moved back to end with the packet;
 /// a packet shorter than a block padded with zeros) might hold a key's tone pair.
-fn might_hold_a_key(samples: &[i16]) -> bool {
+fn might_hold_a_key(kernel: Kernel, samples: &[i16]) -> bool {
     if samples.is_empty() {
         return false;
     }
@@ -115,18 +125,18 @@ fn might_hold_a_key(samples: &[i16]) -> bool {
         for (b, &x) in block.iter_mut().zip(&samples[s..]) {
             *b = f32::from(x);
         }
-        block_might_hold_a_key(&block)
+        block_might_hold_a_key(kernel, &block)
     })
 }
 
-fn block_might_hold_a_key(block: &[f32; BLOCK]) -> bool {
+fn block_might_hold_a_key(kernel: Kernel, block: &[f32; BLOCK]) -> bool {
     let energy = Bank::energy(block);
     let min = energy_of(MIN_LEVEL_DBM0);
     // No bin can hold more than BLOCK times the block's energy: quiet blocks stop here.
     if BLOCK as f32 * energy < min {
         return false;
     }
-    let bank = bank();
+    let bank = bank(kernel);
     let spectrum = bank.analyse_with_energy(block, energy);
     let bins: [f32; 8] = std::array::from_fn(|k| {
         bank.window(k, spectrum.halves[0][k], spectrum.halves[1][k])

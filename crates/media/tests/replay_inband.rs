@@ -100,7 +100,7 @@ fn call(events: bool) -> Vec<(Duration, Vec<u8>)> {
 fn replay(packets: &[(Duration, Vec<u8>)], inband: bool) -> (Vec<(char, Source)>, u64) {
     let mut config = ReplayConfig::default();
     config.audio.enabled = inband;
-    let mut r = Replay::new(config);
+    let mut r = Replay::new(config, std::time::Instant::now());
     let mut presses = Vec::new();
     for (i, (at, packet)) in packets.iter().enumerate() {
         let data = ipv4_udp(packet);

@@ -62,6 +62,24 @@ pub enum PaymentOutcome {
     },
 }
 
+impl PaymentOutcome {
+    /// The outcome when a payment is asked for but no card was collected (a fault of the
+    /// caller of the PCI zone, never of the card): `processor-error`, no brand, no last four,
+    /// and nothing sent to a processor.
+    pub fn not_collected() -> PaymentOutcome {
+        PaymentOutcome::Failed {
+            card: MaskedCard {
+                payment_type: crate::card::PaymentType::CreditCard,
+                brand: None,
+                last4: String::new(),
+            },
+            reason: FailedReason::ProcessorError,
+            decline_code: None,
+            message: "no card was collected".to_owned(),
+        }
+    }
+}
+
 /// Makes a processor's message safe to pass on: digit runs of six or more (which could be card
 /// data a processor echoed) become `[redacted]`, control characters become spaces, and the
 /// text is cut to 200 characters.

@@ -1,11 +1,11 @@
 //! One media clock per call, across SSRC changes and silences.
 //!
-//! Collection timeouts run on media time (DESIGN.md, principle 2), but a call's RTP timeline is
+//! Collection timeouts run on media time (`docs/architecture.md`, "Three clocks"), but a call's RTP timeline is
 //! per SSRC: a sender that restarts (re-INVITE, transfer) starts a new SSRC with a random
 //! timestamp, and a caller on hold sends nothing. [`CallClock`] maps every SSRC's extended
 //! timestamps onto one continuous call timeline: a new SSRC continues from where the last one
 //! was, and when media stops, wall-clock time since the last packet stands in for media time
-//! (the fallback DESIGN.md allows).
+//! (the documented fallback).
 
 use std::collections::HashMap;
 use std::time::Instant;

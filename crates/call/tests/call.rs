@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use rtp_types::RtpPacketBuilder;
 use serde_json::json;
-use tonegate::call::{Call, CallConfig, CallOutput, MediaMode};
+use tonegate_call::{Call, CallConfig, CallError, CallInput, CallOutput, MediaMode};
 use tonegate_control::config::{Format, Function};
 use tonegate_control::session::{AgentAction, AgentEvent, ConnectionKind, Invocation, State};
 use tonegate_media::rfc4733::EventPayload;
@@ -45,7 +45,7 @@ impl Phone {
     fn audio(&mut self, call: &mut Call, n: u32) {
         for _ in 0..n {
             let p = self.packet(0, self.ts, &[0xFF; 160]);
-            call.handle_rtp(self.t, &p).unwrap();
+            call.handle_input(self.t, CallInput::Rtp(&p)).unwrap();
             self.ts = self.ts.wrapping_add(160);
             self.t += Duration::from_millis(20);
         }
@@ -65,7 +65,7 @@ impl Phone {
                     duration: i.min(5) * 160,
                 };
                 let p = self.packet(101, start, &e.to_bytes());
-                call.handle_rtp(self.t, &p).unwrap();
+                call.handle_input(self.t, CallInput::Rtp(&p)).unwrap();
                 if i <= 5 {
                     self.t += Duration::from_millis(20);
                     self.ts = self.ts.wrapping_add(160);
@@ -74,6 +74,19 @@ impl Phone {
             self.audio(call, 5);
         }
     }
+}
+
+/// Invokes the test function on `call` at `now`.
+fn invoke(call: &mut Call, now: Instant, reference: &str) -> Result<(), CallError> {
+    call.handle_input(
+        now,
+        CallInput::Invoke {
+            function: function(),
+            reference: reference.into(),
+            invocation: Invocation::default(),
+            today: YearMonth::new(2026, 11).unwrap(),
+        },
+    )
 }
 
 fn drain(call: &mut Call, out: &mut Vec<CallOutput>) {
@@ -106,19 +119,17 @@ fn a_call_collects_and_pays_a_card_from_rtp_key_presses() {
     let mut out = Vec::new();
     phone.audio(&mut call, 10);
     phone.press(&mut call, "123"); // before any session: heard, routed nowhere
-    call.invoke(
-        function(),
-        "ps_call".into(),
-        Invocation::default(),
-        YearMonth::new(2026, 11).unwrap(),
-    )
-    .unwrap();
+    invoke(&mut call, phone.t, "ps_call").unwrap();
     drain(&mut call, &mut out);
     assert!(out
         .iter()
         .any(|o| matches!(o, CallOutput::StartConnection { .. })));
-    call.start_result(Ok(json!({"amount": 4200, "currency": "USD"})));
-    call.agent_action(phone.t, AgentAction::ConfirmAmount)
+    call.handle_input(
+        phone.t,
+        CallInput::StartResult(Ok(json!({"amount": 4200, "currency": "USD"}))),
+    )
+    .unwrap();
+    call.handle_input(phone.t, CallInput::Agent(AgentAction::ConfirmAmount))
         .unwrap();
     phone.press(&mut call, "4242424242424242#1230123");
     drain(&mut call, &mut out);
@@ -128,7 +139,7 @@ fn a_call_collects_and_pays_a_card_from_rtp_key_presses() {
         "{:?}",
         says(&out)
     );
-    call.agent_action(phone.t, AgentAction::ConfirmCard)
+    call.handle_input(phone.t, CallInput::Agent(AgentAction::ConfirmCard))
         .unwrap();
     drain(&mut call, &mut out);
     let (card, request) = out
@@ -146,7 +157,8 @@ fn a_call_collects_and_pays_a_card_from_rtp_key_presses() {
         .build()
         .unwrap()
         .block_on(pay(&Sandbox::default(), card, &request));
-    call.payment_outcome(outcome);
+    call.handle_input(phone.t, CallInput::Payment(outcome))
+        .unwrap();
     drain(&mut call, &mut out);
     assert_eq!(call.session().unwrap().1, State::Succeeded);
     let success = out.iter().find_map(|o| match o {
@@ -205,13 +217,7 @@ fn relay_mode_drops_telephone_events_only_while_a_session_is_active() {
     drain(&mut call, &mut out);
     let before = forwarded_pts(&mut out);
     assert!(before.contains(&101), "no session: events are forwarded");
-    call.invoke(
-        function(),
-        "ps_relay".into(),
-        Invocation::default(),
-        YearMonth::new(2026, 11).unwrap(),
-    )
-    .unwrap();
+    invoke(&mut call, phone.t, "ps_relay").unwrap();
     phone.press(&mut call, "2");
     drain(&mut call, &mut out);
     let during = forwarded_pts(&mut out);
@@ -223,7 +229,7 @@ fn relay_mode_drops_telephone_events_only_while_a_session_is_active() {
     // Audio the scrubber cannot read (G.722, payload type 9) is not forwarded during a
     // session: it could carry the key tones.
     let g722 = phone.packet(9, phone.ts, &[0x55; 160]);
-    call.handle_rtp(phone.t, &g722).unwrap();
+    call.handle_input(phone.t, CallInput::Rtp(&g722)).unwrap();
     drain(&mut call, &mut out);
     assert_eq!(forwarded_pts(&mut out), Vec::<u8>::new());
 }
@@ -245,7 +251,7 @@ fn relay_mode_forwards_any_payload_type_outside_a_session() {
         t: t0,
     };
     let g722 = phone.packet(9, 0, &[0x55; 160]);
-    call.handle_rtp(t0, &g722).unwrap();
+    call.handle_input(t0, CallInput::Rtp(&g722)).unwrap();
     let mut out = Vec::new();
     drain(&mut call, &mut out);
     assert!(
@@ -262,18 +268,19 @@ fn garbage_is_refused_and_silence_ends_the_call_as_a_hang_up() {
         ..CallConfig::default()
     };
     let mut call = Call::new(config, t0);
-    assert!(call.handle_rtp(t0, b"garbage").is_err());
-    assert!(call.handle_rtp(t0, &[0x80, 0, 0]).is_err());
-    assert_eq!(call.packet_counts(), (0, 2));
-    call.invoke(
-        function(),
-        "ps_silent".into(),
-        Invocation::default(),
-        YearMonth::new(2026, 11).unwrap(),
+    assert!(call.handle_input(t0, CallInput::Rtp(b"garbage")).is_err());
+    assert!(call
+        .handle_input(t0, CallInput::Rtp(&[0x80, 0, 0]))
+        .is_err());
+    assert_eq!((call.counters().packets, call.counters().refused), (0, 2));
+    invoke(&mut call, t0, "ps_silent").unwrap();
+    call.handle_input(
+        t0,
+        CallInput::StartResult(Ok(json!({"amount": 100, "currency": "USD"}))),
     )
     .unwrap();
-    call.start_result(Ok(json!({"amount": 100, "currency": "USD"})));
-    call.agent_action(t0, AgentAction::ConfirmAmount).unwrap();
+    call.handle_input(t0, CallInput::Agent(AgentAction::ConfirmAmount))
+        .unwrap();
     let mut out = Vec::new();
     // No media at all: the first-key timeout (3 s) runs on the wall clock.
     let due = call.poll_timeout().unwrap();
@@ -282,7 +289,7 @@ fn garbage_is_refused_and_silence_ends_the_call_as_a_hang_up() {
         "{:?}",
         due - t0
     );
-    call.handle_timeout(due);
+    call.handle_input(due, CallInput::Timeout).unwrap();
     drain(&mut call, &mut out);
     assert!(out.iter().any(|o| matches!(
         o,
@@ -293,7 +300,8 @@ fn garbage_is_refused_and_silence_ends_the_call_as_a_hang_up() {
     )));
     // With no retries left, the session has failed; the call itself ends after 5 s of silence.
     assert_eq!(call.session().unwrap().1, State::Failed);
-    call.handle_timeout(t0 + Duration::from_secs(5));
+    call.handle_input(t0 + Duration::from_secs(5), CallInput::Timeout)
+        .unwrap();
     drain(&mut call, &mut out);
     assert!(out.iter().any(|o| matches!(o, CallOutput::HungUp)));
     assert!(call.is_ended());
@@ -308,17 +316,16 @@ fn a_hang_up_mid_card_fails_the_session_as_caller_hung_up() {
         ts: 0,
         t: t0,
     };
-    call.invoke(
-        function(),
-        "ps_hang".into(),
-        Invocation::default(),
-        YearMonth::new(2026, 11).unwrap(),
+    invoke(&mut call, phone.t, "ps_hang").unwrap();
+    call.handle_input(
+        phone.t,
+        CallInput::StartResult(Ok(json!({"amount": 100, "currency": "USD"}))),
     )
     .unwrap();
-    call.start_result(Ok(json!({"amount": 100, "currency": "USD"})));
-    call.agent_action(t0, AgentAction::ConfirmAmount).unwrap();
+    call.handle_input(t0, CallInput::Agent(AgentAction::ConfirmAmount))
+        .unwrap();
     phone.press(&mut call, "4242");
-    call.hang_up();
+    call.handle_input(phone.t, CallInput::HangUp).unwrap();
     let mut out = Vec::new();
     drain(&mut call, &mut out);
     let failure = out.iter().find_map(|o| match o {
@@ -330,12 +337,5 @@ fn a_hang_up_mid_card_fails_the_session_as_caller_hung_up() {
         _ => None,
     });
     assert_eq!(failure.unwrap()["failed_reason"], "caller-hung-up");
-    assert!(call
-        .invoke(
-            function(),
-            "ps_again".into(),
-            Invocation::default(),
-            YearMonth::new(2026, 11).unwrap()
-        )
-        .is_err());
+    assert!(invoke(&mut call, phone.t, "ps_again").is_err());
 }

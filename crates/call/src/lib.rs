@@ -1,0 +1,649 @@
+//! # tonegate-call: one call, sans-IO
+//!
+//! A call's media path and its payment sessions: media -> pci -> control, joined.
+//!
+//! ```text
+//!  CallInput::Rtp ──► media::listener::Listener ──ListenerEvent::Press──► CallClock ──► pci::Collector
+//!   (a datagram,        (RTP, RFC 4733, audio,        (one digit stream    (call media     │ CollectEvent
+//!    its arrival)        in-band, merger, loss)        per SSRC)            time)          ▼ (masked)
+//!        │                                                                            control::Session
+//!        └─► relay policy ──► CallOutput::Forward (telephone-events dropped and key       │  ▲
+//!            (MediaMode)       tones scrubbed while a session is active:                  │  │ CallInput::{Invoke,
+//!                              tonegate_media::scrub)                                     │  │  StartResult, Agent,
+//!  CallOutput::{Agent, StartConnection, Connection, Pay, KeyHeard, HungUp} ◄── Output ◄───┘  │  Payment, HangUp, ..}
+//! ```
+//!
+//! [`Call`] owns the listener, the PCI collector and the control session of one call, and is
+//! driven like the cores it joins, in the style of str0m: [`Call::handle_input`]`(now, input)`
+//! for everything that happens to it (a datagram, the agent invoking a function or acting, a
+//! connection's or the processor's answer, a hang-up, a due timeout), [`Call::poll_output`] for
+//! what it asks of the world, [`Call::poll_timeout`] for when to wake it. Every input carries
+//! its `now`, so a collector started when the start connection answers starts then, not at
+//! the last packet.
+//!
+//! What this crate owns: the call's policy (which packets reach the collector, which are
+//! forwarded and how they are masked, when silence ends the call). What it must never do: read
+//! a socket or a clock, spawn a task, call a processor or a connection (it asks for them as
+//! outputs), or hand a key to anything but the collector. It depends on no runtime, no HTTP
+//! library and no database: the gateway (`tonegate serve`) is its runtime, and a test drives a
+//! whole call in microseconds.
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use tonegate_call::{Call, CallConfig, CallInput};
+//!
+//! let start = Instant::now();
+//! let mut call = Call::new(CallConfig::default(), start);
+//! // A datagram that is not RTP is refused with a reason, and changes nothing.
+//! assert!(call.handle_input(start, CallInput::Rtp(b"not rtp")).is_err());
+//! // Thirty seconds of silence later (the default no-media timeout) the call hangs up.
+//! let due = call.poll_timeout().unwrap();
+//! assert_eq!(due, start + Duration::from_secs(30));
+//! call.handle_input(due, CallInput::Timeout).unwrap();
+//! assert!(call.is_ended());
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod clock;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rtp_types::RtpPacket;
+use rustc_hash::FxHashMap;
+use tonegate_control::config::Function;
+use tonegate_control::session::{
+    ActionRefused, AgentAction, AgentEvent, CollectorCommand, ConnectionKind, Input, Invocation,
+    Output, Session, StartFailure, State,
+};
+use tonegate_media::audio::AudioConfig;
+use tonegate_media::inband::InbandConfig;
+use tonegate_media::listener::{Listener, ListenerConfig, ListenerEvent};
+use tonegate_media::rfc4733::{DecoderConfig, Ending, Rfc4733Error};
+use tonegate_media::scrub::ToneScrubber;
+use tonegate_media::{ClockRate, MediaDuration, MediaTime, Source};
+use tonegate_pci::{Collector, PaymentOutcome, PaymentRequest, SealedCard, YearMonth};
+
+pub use clock::CallClock;
+
+/// Where the caller's media goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MediaMode {
+    /// tonegate receives a copy and forwards nothing.
+    Fork,
+    /// tonegate forwards the caller's media to this address (the agent's media, a recorder),
+    /// without telephone-events while a payment session is active.
+    Relay(SocketAddr),
+}
+
+/// A call's media settings.
+#[derive(Clone, Debug)]
+pub struct CallConfig {
+    /// Telephone-event payload types (from the SDP offer; default 101).
+    pub event_payload_types: Vec<u8>,
+    /// RFC 2198 red payload types.
+    pub red_payload_types: Vec<u8>,
+    /// Fork or relay.
+    pub mode: MediaMode,
+    /// A call with no media for this long ends as a hang-up.
+    pub no_media_timeout: Duration,
+    /// In-band DTMF: which payload types carry audio (PCMU 0 and PCMA 8 by default) and
+    /// whether to listen to it at all (`enabled`, default true).
+    pub audio: AudioConfig,
+    /// In-band detector thresholds and kernel (also the relay's tone scrubber's kernel).
+    pub inband: InbandConfig,
+}
+
+impl Default for CallConfig {
+    fn default() -> Self {
+        CallConfig {
+            event_payload_types: vec![101],
+            red_payload_types: Vec::new(),
+            mode: MediaMode::Fork,
+            no_media_timeout: Duration::from_secs(30),
+            audio: AudioConfig::default(),
+            inband: InbandConfig::default(),
+        }
+    }
+}
+
+/// Everything that happens to a call, given to [`Call::handle_input`] with its time.
+#[derive(Debug)]
+pub enum CallInput<'a> {
+    /// A UDP datagram from the caller's media.
+    Rtp(&'a [u8]),
+    /// The agent invokes `function`: a payment session starts.
+    Invoke {
+        /// The function.
+        function: Arc<Function>,
+        /// The new session's reference.
+        reference: String,
+        /// Input parameters, refs and vars.
+        invocation: Invocation,
+        /// This month, for expiry checks.
+        today: YearMonth,
+    },
+    /// The start connection's result (answering [`CallOutput::StartConnection`]).
+    StartResult(Result<serde_json::Value, StartFailure>),
+    /// An agent action on the active session.
+    Agent(AgentAction),
+    /// The processor's outcome (answering [`CallOutput::Pay`]).
+    Payment(PaymentOutcome),
+    /// The caller hung up (`DELETE /v1/calls/{id}`, a BYE).
+    HangUp,
+    /// The gateway is shutting down and ends the call; an open session fails as
+    /// `internal-error` rather than `caller-hung-up`.
+    ShutDown,
+    /// The time [`Call::poll_timeout`] gave has come.
+    Timeout,
+}
+
+/// What a call asks of the world.
+#[derive(Debug)]
+pub enum CallOutput {
+    /// Send this packet to the relay destination.
+    Forward(SocketAddr, Vec<u8>),
+    /// An event for the agent side of `session`.
+    Agent {
+        /// The session's reference.
+        session: String,
+        /// The masked event.
+        event: AgentEvent,
+    },
+    /// Call the start connection of the session's function with this body, then give its
+    /// result as [`CallInput::StartResult`].
+    StartConnection {
+        /// The session's reference.
+        session: String,
+        /// The flat Set variables.
+        body: serde_json::Value,
+    },
+    /// Deliver the success or failure connection (through the outbox).
+    Connection {
+        /// The session's reference.
+        session: String,
+        /// Success or failure.
+        kind: ConnectionKind,
+        /// The masked body.
+        body: serde_json::Value,
+    },
+    /// Pay this card (opaque) with `tonegate_pci::pay`, then give the outcome as
+    /// [`CallInput::Payment`].
+    Pay {
+        /// The session's reference.
+        session: String,
+        /// The card, sealed.
+        card: SealedCard,
+        /// What to charge.
+        request: PaymentRequest,
+    },
+    /// A key was pressed. Which key is not said: the key went to the collector, if a session
+    /// was collecting, and nowhere else. For metrics, timelines and the one-path tests.
+    KeyHeard(HeardPress),
+    /// No media for the configured time: the call is treated as hung up.
+    HungUp,
+}
+
+/// A key press as the call heard it, without its key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeardPress {
+    /// The stream (RTP SSRC).
+    pub ssrc: u32,
+    /// Start on the call's media timeline ([`CallClock`]: 0 at the call's start).
+    pub start: MediaTime,
+    /// Duration.
+    pub duration: MediaDuration,
+    /// Heard as RFC 4733 events or as tones.
+    pub source: Source,
+    /// How its end was recognised.
+    pub ending: Ending,
+}
+
+/// Why a function could not be invoked on a call.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InvokeError {
+    /// A payment session is already running on this call.
+    #[error("a payment session ({0}) is already active on this call")]
+    SessionActive(String),
+    /// The call has ended.
+    #[error("the call has ended")]
+    CallEnded,
+    /// The input parameters do not match the function's input schema.
+    #[error("input parameters do not match the input schema: {}", .0.join("; "))]
+    InvalidParams(Vec<String>),
+}
+
+/// Why a call refused an input. The input changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// A datagram that is not RTP, or a telephone-event the decoder refused.
+    #[error("datagram refused: {0}")]
+    Packet(#[from] Rfc4733Error),
+    /// The function could not be invoked.
+    #[error(transparent)]
+    Invoke(#[from] InvokeError),
+    /// The session refused the agent's action in its state.
+    #[error(transparent)]
+    Action(#[from] ActionRefused),
+}
+
+struct Payment {
+    session: Session,
+    collector: Option<Collector>,
+}
+
+/// One call. See the crate docs.
+pub struct Call {
+    config: CallConfig,
+    /// The one listening path, the same a replay runs.
+    listener: Listener,
+    clock: CallClock,
+    last_packet: Instant,
+    payment: Option<Payment>,
+    ended: bool,
+    outputs: VecDeque<CallOutput>,
+    /// Per SSRC: takes key tones out of the audio a relay forwards during a session.
+    scrubbers: FxHashMap<u32, ToneScrubber>,
+    scrubbed: u64,
+}
+
+/// Running totals of a call, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CallCounters {
+    /// RTP packets received.
+    pub packets: u64,
+    /// Datagrams refused.
+    pub refused: u64,
+    /// Key presses heard as RFC 4733 telephone-events.
+    pub presses: u64,
+    /// Key presses heard as in-band tones (and not also as events).
+    pub presses_inband: u64,
+    /// Packets missing from the sequence-number ranges seen.
+    pub lost: u64,
+    /// Relayed audio packets sent as silence (they might have held a key tone).
+    pub scrubbed: u64,
+}
+
+impl std::fmt::Debug for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Call")
+            .field("packets", &self.listener.totals().packets)
+            .field("ended", &self.ended)
+            .field("session", &self.payment.as_ref().map(|p| p.session.state()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Call {
+    /// A call that started at `now`: call media time 0.
+    pub fn new(config: CallConfig, now: Instant) -> Call {
+        let listener = Listener::new(ListenerConfig {
+            decoder: DecoderConfig {
+                event_payload_types: config.event_payload_types.clone(),
+                red_payload_types: config.red_payload_types.clone(),
+                ..DecoderConfig::default()
+            },
+            audio: config.audio.clone(),
+            inband: config.inband.clone(),
+        });
+        Call {
+            config,
+            listener,
+            clock: CallClock::new(ClockRate::NARROWBAND, now),
+            last_packet: now,
+            payment: None,
+            ended: false,
+            outputs: VecDeque::new(),
+            scrubbers: FxHashMap::default(),
+            scrubbed: 0,
+        }
+    }
+
+    /// Running totals, for metrics.
+    pub fn counters(&self) -> CallCounters {
+        let totals = self.listener.totals();
+        CallCounters {
+            packets: totals.packets,
+            refused: totals.refused,
+            presses: totals.presses_rfc4733,
+            presses_inband: totals.presses_inband,
+            lost: totals.lost,
+            scrubbed: self.scrubbed,
+        }
+    }
+
+    /// The active (or last) session's reference and state.
+    pub fn session(&self) -> Option<(&str, State)> {
+        self.payment
+            .as_ref()
+            .map(|p| (p.session.reference(), p.session.state()))
+    }
+
+    /// Whether the call has ended.
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    fn session_active(&self) -> bool {
+        self.payment
+            .as_ref()
+            .is_some_and(|p| !p.session.state().is_terminal())
+    }
+
+    /// Handles one input at `now`. A refused input changes nothing; the error says why.
+    /// Inputs after the call ended are ignored (an invocation is refused as
+    /// [`InvokeError::CallEnded`]).
+    pub fn handle_input(&mut self, now: Instant, input: CallInput<'_>) -> Result<(), CallError> {
+        match input {
+            CallInput::Rtp(datagram) => self.rtp(now, datagram)?,
+            CallInput::Invoke {
+                function,
+                reference,
+                invocation,
+                today,
+            } => self.invoke(now, function, reference, invocation, today)?,
+            CallInput::StartResult(result) => self.session_input(now, Input::StartResult(result)),
+            CallInput::Agent(action) => self.agent_action(now, action)?,
+            CallInput::Payment(outcome) => self.session_input(now, Input::Payment(outcome)),
+            CallInput::HangUp => self.end(now, Input::HangUp),
+            CallInput::ShutDown => self.end(now, Input::Shutdown),
+            CallInput::Timeout => self.timeout(now),
+        }
+        Ok(())
+    }
+
+    /// When to give [`CallInput::Timeout`]: a press whose end was lost, a collection timeout
+    /// (on media time, projected onto the wall clock while media is silent), or the end of
+    /// the call when no media comes.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.ended {
+            return None;
+        }
+        let collector = self
+            .payment
+            .as_ref()
+            .and_then(|p| p.collector.as_ref())
+            .and_then(Collector::poll_timeout)
+            .map(|at| self.clock.instant_of(self.last_packet, at));
+        [
+            self.listener.poll_timeout(),
+            collector,
+            Some(self.last_packet + self.config.no_media_timeout),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The next output.
+    pub fn poll_output(&mut self) -> Option<CallOutput> {
+        self.outputs.pop_front()
+    }
+
+    fn rtp(&mut self, now: Instant, datagram: &[u8]) -> Result<(), Rfc4733Error> {
+        if self.ended {
+            return Ok(());
+        }
+        let packet = match RtpPacket::parse(datagram) {
+            Ok(p) => p,
+            Err(_) => return self.listener.handle_packet(now, datagram),
+        };
+        self.last_packet = now;
+        let result = self.listener.handle_rtp(now, &packet);
+        let ssrc = packet.ssrc();
+        if let Some(latest) = self.listener.latest(ssrc) {
+            self.clock.map(now, ssrc, latest);
+        }
+        if let MediaMode::Relay(to) = self.config.mode {
+            self.relay(to, datagram, &packet);
+        }
+        self.drain_listener(now);
+        result
+    }
+
+    /// The relay policy: outside a session every packet goes out as it came; during one,
+    /// telephone-events are dropped, and a PCMU, PCMA or L16 packet that might hold a key tone
+    /// (and the one after it) goes out as the codec's silence ([`ToneScrubber`]), while a
+    /// packet in any other payload type, which cannot be inspected, is not forwarded at all
+    /// (the SDP answer offers PCMU and PCMA only).
+    fn relay(&mut self, to: SocketAddr, datagram: &[u8], packet: &RtpPacket<'_>) {
+        if !self.session_active() {
+            self.outputs
+                .push_back(CallOutput::Forward(to, datagram.to_vec()));
+            return;
+        }
+        if self.listener.is_event_payload_type(packet.payload_type()) {
+            return;
+        }
+        let Some(codec) = self.config.audio.codec(packet.payload_type()) else {
+            return;
+        };
+        // Where the payload lies in the datagram (after CSRCs and extension).
+        let at = packet.payload().as_ptr() as usize - datagram.as_ptr() as usize;
+        let payload = at..at + packet.payload().len();
+        let mut out = datagram.to_vec();
+        let kernel = self.config.inband.kernel;
+        let scrubber = self
+            .scrubbers
+            .entry(packet.ssrc())
+            .or_insert_with(|| ToneScrubber::with_kernel(kernel));
+        if scrubber.scrub(codec, &mut out[payload]) {
+            self.scrubbed += 1;
+        }
+        self.outputs.push_back(CallOutput::Forward(to, out));
+    }
+
+    /// Moves the listener's presses onto the call's timeline: to the collector, when a
+    /// session collects, and as [`CallOutput::KeyHeard`] without the key.
+    fn drain_listener(&mut self, now: Instant) {
+        while let Some(event) = self.listener.poll_event() {
+            let ListenerEvent::Press {
+                ssrc,
+                press,
+                ending,
+            } = event
+            else {
+                continue;
+            };
+            let start = self.clock.map(now, ssrc, press.start());
+            let end = self
+                .clock
+                .map(now, ssrc, press.start().after(press.duration()));
+            self.outputs.push_back(CallOutput::KeyHeard(HeardPress {
+                ssrc,
+                start,
+                duration: press.duration(),
+                source: press.source(),
+                ending,
+            }));
+            if let Some(collector) = self.payment.as_mut().and_then(|p| p.collector.as_mut()) {
+                collector.handle_key(end, press.key());
+            }
+        }
+        self.pump(now);
+    }
+
+    fn invoke(
+        &mut self,
+        now: Instant,
+        function: Arc<Function>,
+        reference: String,
+        invocation: Invocation,
+        today: YearMonth,
+    ) -> Result<(), InvokeError> {
+        if self.ended {
+            return Err(InvokeError::CallEnded);
+        }
+        if let Some(p) = &self.payment {
+            if !p.session.state().is_terminal() {
+                return Err(InvokeError::SessionActive(p.session.reference().to_owned()));
+            }
+        }
+        function
+            .validate_params(&serde_json::Value::Object(invocation.params.clone()))
+            .map_err(InvokeError::InvalidParams)?;
+        let session = Session::new(function, reference, invocation, today);
+        self.payment = Some(Payment {
+            session,
+            collector: None,
+        });
+        self.pump(now);
+        Ok(())
+    }
+
+    fn agent_action(&mut self, now: Instant, action: AgentAction) -> Result<(), ActionRefused> {
+        let Some(payment) = &mut self.payment else {
+            return Err(ActionRefused {
+                action: "act",
+                state: "none",
+                reason: "no payment session on this call",
+            });
+        };
+        let result = payment.session.handle_input(Input::Agent(action));
+        self.pump(now);
+        result
+    }
+
+    fn session_input(&mut self, now: Instant, input: Input) {
+        if let Some(payment) = &mut self.payment {
+            let _ = payment.session.handle_input(input);
+        }
+        self.pump(now);
+    }
+
+    fn end(&mut self, now: Instant, why: Input) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        if let Some(payment) = &mut self.payment {
+            let _ = payment.session.handle_input(why);
+        }
+        // The session ends (and cancels its collector) before the presses still open are
+        // flushed: a key finishing at the hang-up is heard, never collected.
+        self.pump(now);
+        self.listener.finish();
+        self.drain_listener(now);
+    }
+
+    fn timeout(&mut self, now: Instant) {
+        if self.ended {
+            return;
+        }
+        if now >= self.last_packet + self.config.no_media_timeout {
+            self.outputs.push_back(CallOutput::HungUp);
+            self.end(now, Input::HangUp);
+            return;
+        }
+        self.listener.handle_timeout(now);
+        self.drain_listener(now);
+        let at = self.clock.now(now);
+        if let Some(collector) = self.payment.as_mut().and_then(|p| p.collector.as_mut()) {
+            collector.handle_timeout(at);
+        }
+        self.pump(now);
+    }
+
+    /// Moves collector events into the session and session outputs out, until both are quiet.
+    fn pump(&mut self, now: Instant) {
+        let media_now = self.clock.now(now.max(self.last_packet));
+        let Some(payment) = &mut self.payment else {
+            return;
+        };
+        loop {
+            let mut moved = false;
+            if let Some(collector) = &mut payment.collector {
+                while let Some(event) = collector.poll_event() {
+                    moved = true;
+                    let _ = payment.session.handle_input(Input::Collect(event));
+                }
+            }
+            while let Some(output) = payment.session.poll_output() {
+                moved = true;
+                let session = payment.session.reference().to_owned();
+                match output {
+                    Output::Agent(event) => {
+                        self.outputs.push_back(CallOutput::Agent { session, event })
+                    }
+                    Output::Connection {
+                        kind: ConnectionKind::Start,
+                        body,
+                    } => self
+                        .outputs
+                        .push_back(CallOutput::StartConnection { session, body }),
+                    Output::Connection { kind, body } => {
+                        self.outputs.push_back(CallOutput::Connection {
+                            session,
+                            kind,
+                            body,
+                        })
+                    }
+                    Output::Collector(command) => {
+                        command_collector(&mut payment.collector, command, media_now, &session)
+                    }
+                    Output::Pay(request) => {
+                        match payment.collector.as_mut().and_then(Collector::take_card) {
+                            Some(card) => self.outputs.push_back(CallOutput::Pay {
+                                session,
+                                card,
+                                request,
+                            }),
+                            None => {
+                                tracing::error!(session = %session, "payment requested without a collected card");
+                                let _ = payment
+                                    .session
+                                    .handle_input(Input::Payment(PaymentOutcome::not_collected()));
+                            }
+                        }
+                    }
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+}
+
+/// Carries out the session's command to its collector at call media time `now`.
+fn command_collector(
+    collector: &mut Option<Collector>,
+    command: CollectorCommand,
+    now: MediaTime,
+    session: &str,
+) {
+    match command {
+        CollectorCommand::Start(config) => match Collector::new(config) {
+            Ok(mut started) => {
+                started.start(now);
+                *collector = Some(started);
+            }
+            Err(e) => {
+                tracing::error!(session = %session, error = %e, "collector refused its configuration");
+            }
+        },
+        CollectorCommand::Pause => {
+            if let Some(c) = collector {
+                c.pause(now);
+            }
+        }
+        CollectorCommand::Resume => {
+            if let Some(c) = collector {
+                c.resume(now);
+            }
+        }
+        CollectorCommand::DifferentCard => {
+            if let Some(c) = collector {
+                c.different_card(now);
+            }
+        }
+        CollectorCommand::Cancel => {
+            if let Some(mut c) = collector.take() {
+                c.cancel();
+            }
+        }
+    }
+}
