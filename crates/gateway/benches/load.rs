@@ -51,9 +51,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use futures_util::{Stream, StreamExt};
 use serde_json::{json, Value};
-use tonegate::demo::{customer_endpoints, local_config};
 use tonegate::serve::{Gateway, ServeConfig};
 use tonegate_media::Key;
+use tonegate_testkit::standin::{customer_endpoints, demo_function};
 
 const ROLE: &str = "TONEGATE_LOAD_ROLE";
 const GATEWAY: &str = "TONEGATE_LOAD_GATEWAY";
@@ -169,7 +169,7 @@ async fn gateway_main(calls: usize, payments: usize) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("tonegate-load-{}", std::process::id()));
     let config = ServeConfig {
         shutdown_deadline_seconds: 1.0,
-        ..local_config(&dir, customer, TELEPHONY_TOKEN, AGENT_TOKEN)?
+        ..ServeConfig::local(&dir, &demo_function(customer), TELEPHONY_TOKEN, AGENT_TOKEN)?
     };
     let running = Gateway::start(config, None).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;

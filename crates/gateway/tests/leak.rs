@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use common::contains_token;
 use serde_json::json;
-use tonegate::demo::{customer_endpoints, local_config, wait_for, Agent, Caller};
 use tonegate::serve::{Gateway, ServeConfig};
+use tonegate_testkit::agent::{wait_for, Agent};
+use tonegate_testkit::caller::Caller;
+use tonegate_testkit::standin::{customer_endpoints, demo_function};
 
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);
@@ -48,7 +50,7 @@ async fn a_whole_payment_leaves_no_card_data_anywhere() {
     let _ = std::fs::remove_dir_all(&dir);
     let config = ServeConfig {
         shutdown_deadline_seconds: 0.5,
-        ..local_config(&dir, customer, "tel", "agt").unwrap()
+        ..ServeConfig::local(&dir, &demo_function(customer), "tel", "agt").unwrap()
     };
     let running = Gateway::start(config, None).await.unwrap();
     let agent = Agent::new(running.addr, "tel", "agt");

@@ -7,8 +7,10 @@ mod common;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tonegate::demo::{customer_endpoints, local_config, wait_for, Agent, Caller, Received};
 use tonegate::serve::{Gateway, Running, ServeConfig};
+use tonegate_testkit::agent::{wait_for, Agent};
+use tonegate_testkit::caller::Caller;
+use tonegate_testkit::standin::{customer_endpoints, demo_function, Received};
 
 const LIMIT: Duration = Duration::from_secs(20);
 const PACE: Duration = Duration::from_millis(2);
@@ -46,7 +48,7 @@ async fn world(start_status: u16) -> World {
     ));
     let config = ServeConfig {
         shutdown_deadline_seconds: 0.5,
-        ..local_config(&dir, customer, "tel", "agt").unwrap()
+        ..ServeConfig::local(&dir, &demo_function(customer), "tel", "agt").unwrap()
     };
     let running = Gateway::start(config, None).await.unwrap();
     let agent = Agent::new(running.addr, "tel", "agt");
@@ -474,8 +476,10 @@ mod durable {
     use axum::routing::post;
     use axum::{Json, Router};
     use serde_json::{json, Value};
-    use tonegate::demo::{local_config, wait_for, Agent, Caller};
     use tonegate::serve::{Gateway, Running, ServeConfig};
+    use tonegate_testkit::agent::{wait_for, Agent};
+    use tonegate_testkit::caller::Caller;
+    use tonegate_testkit::standin::demo_function;
 
     use super::common::contains_token;
     use super::{start_body, LIMIT, PACE};
@@ -514,7 +518,7 @@ mod durable {
             shutdown_deadline_seconds: 0.5,
             webhook_backoff_base_ms: 50,
             webhook_backoff_cap_seconds: 1,
-            ..local_config(dir, customer, "tel", "agt").unwrap()
+            ..ServeConfig::local(dir, &demo_function(customer), "tel", "agt").unwrap()
         };
         Gateway::start(config, None).await.unwrap()
     }
@@ -828,7 +832,7 @@ async fn sessions_are_forgotten_a_while_after_their_call_ends() {
     let config = ServeConfig {
         shutdown_deadline_seconds: 0.5,
         session_retention_seconds: 1,
-        ..local_config(&dir, customer, "tel", "agt").unwrap()
+        ..ServeConfig::local(&dir, &demo_function(customer), "tel", "agt").unwrap()
     };
     let running = Gateway::start(config, None).await.unwrap();
     let agent = Agent::new(running.addr, "tel", "agt");
@@ -896,7 +900,7 @@ async fn calls_take_even_rtp_ports_from_the_configured_range_and_say_when_it_is_
     let dir = std::env::temp_dir().join(format!("tonegate-ports-{}", std::process::id()));
     let config = ServeConfig {
         rtp_ports: Some(format!("{first}-{}", first + 3).parse().unwrap()),
-        ..local_config(&dir, customer, "tel", "agt").unwrap()
+        ..ServeConfig::local(&dir, &demo_function(customer), "tel", "agt").unwrap()
     };
     let running = Gateway::start(config, None).await.unwrap();
     let agent = Agent::new(running.addr, "tel", "agt");
@@ -940,7 +944,7 @@ async fn a_second_gateway_on_the_same_data_dir_is_refused_at_start() {
     let dir = std::env::temp_dir().join(format!("tonegate-two-{}", std::process::id()));
     let config = || ServeConfig {
         shutdown_deadline_seconds: 0.2,
-        ..local_config(&dir, customer, "tel", "agt").unwrap()
+        ..ServeConfig::local(&dir, &demo_function(customer), "tel", "agt").unwrap()
     };
     let first = Gateway::start(config(), None).await.unwrap();
     let err = match Gateway::start(config(), None).await {

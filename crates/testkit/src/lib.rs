@@ -5,12 +5,20 @@
 //! - [`tone`]: DTMF tone pairs and levels in dBm0, as 16-bit linear samples;
 //! - [`phone`]: a simulated caller's RTP stream (PCMU audio, in-band tones, RFC 4733 key
 //!   presses), as datagrams with their send times;
-//! - [`capture`]: the same datagrams as captured frames (raw IPv4 + UDP), for replays.
+//! - [`capture`]: the same datagrams as captured frames (raw IPv4 + UDP), for replays;
+//! - [`caller`]: a phone on a real UDP socket, sending RTP to a running gateway;
+//! - [`agent`]: the agent side over the gateway's HTTP API and event stream;
+//! - [`standin`]: stand-ins for the customer's endpoints, a real HTTP server on 127.0.0.1.
 //!
-//! It holds no product logic: a helper here must never stand in for the code under test.
+//! It holds no product logic: a helper here must never stand in for the code under test. The
+//! binary links it for `tonegate demo` only (its stand-ins and simulated caller); the service
+//! (`tonegate::serve`, the outbox) never names it.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod agent;
+pub mod caller;
 pub mod capture;
 pub mod phone;
+pub mod standin;
 pub mod tone;

@@ -9,8 +9,8 @@ use tonegate_media::inband::{InbandDetector, InbandEvent, InbandPress};
 use tonegate_media::wav::{read_wav, WavAudio, WavEncoding};
 use tonegate_media::{ClockRate, MediaTime};
 
-use crate::replay::{ending_name, round3};
-use crate::{Format, ReplayArgs};
+use super::output::{ending_name, round3};
+use super::{Format, ReplayArgs};
 
 /// Samples per call into the detector: one 20 ms RTP packet's worth, as on a live call.
 pub(crate) const FEED: usize = 160;
@@ -144,7 +144,7 @@ pub(crate) fn replay_wav(args: &ReplayArgs, path: &Path) -> anyhow::Result<()> {
     }
     out.flush()?;
     if let Some(png) = &args.plot {
-        crate::plot::timeline(
+        super::plot::timeline(
             png,
             &detection.bands,
             &detection.presses,

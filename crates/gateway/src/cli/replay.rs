@@ -12,11 +12,12 @@ use serde_json::json;
 use tonegate_media::audio::AudioConfig;
 use tonegate_media::capture::{CaptureError, CaptureReader};
 use tonegate_media::replay::{Replay, ReplayConfig, ReplayPress, StreamSummary};
-use tonegate_media::rfc4733::{DecoderConfig, Ending};
+use tonegate_media::rfc4733::DecoderConfig;
 use tonegate_media::sdp::SdpPayloadTypes;
 use tonegate_media::Millis;
 
-use crate::{Format, ReplayArgs};
+use super::output::{ending_name, round3};
+use super::{Format, ReplayArgs};
 
 /// Captures smaller than this replay too fast for a progress bar to be worth drawing.
 const PROGRESS_MIN_BYTES: u64 = 32 * 1024 * 1024;
@@ -34,7 +35,7 @@ pub(crate) fn run(args: ReplayArgs) -> ExitCode {
             eprintln!("tonegate: {err}; the key presses before it are printed above");
             ExitCode::from(3)
         }
-        Err(err) => crate::failed(&err),
+        Err(err) => super::failed(&err),
     }
 }
 
@@ -98,8 +99,8 @@ fn config(args: &ReplayArgs) -> anyhow::Result<ReplayConfig> {
 
 fn replay(args: &ReplayArgs) -> anyhow::Result<Outcome> {
     let path = args.file.clone().unwrap_or_else(bundled_fixture);
-    if crate::wav::is_wav(&path) {
-        crate::wav::replay_wav(args, &path)?;
+    if super::wav::is_wav(&path) {
+        super::wav::replay_wav(args, &path)?;
         return Ok(Outcome::Complete);
     }
     if args.plot.is_some() {
@@ -235,17 +236,6 @@ fn map_file(file: &File) -> io::Result<memmap2::Mmap> {
     Ok(map)
 }
 
-pub(crate) fn ending_name(ending: Ending) -> &'static str {
-    match ending {
-        Ending::EndPacket => "end-packet",
-        Ending::NextEvent => "next-event",
-        Ending::MediaTimeout => "media-timeout",
-        Ending::IdleTimeout => "idle-timeout",
-        Ending::EndOfInput => "end-of-input",
-        Ending::ToneEnd => "tone-end",
-    }
-}
-
 fn print_press(out: &mut impl Write, format: Format, press: &ReplayPress) -> io::Result<()> {
     let p = &press.press;
     let key = p.key().as_char().to_string();
@@ -306,9 +296,4 @@ fn print_summary(out: &mut impl Write, format: Format, s: &StreamSummary) -> io:
             s.id, pts, s.packets, s.lost, s.key_presses
         ),
     }
-}
-
-/// Milliseconds to the microsecond, so JSON shows 120.0 rather than 119.99999999.
-pub(crate) fn round3(ms: f64) -> f64 {
-    (ms * 1000.0).round() / 1000.0
 }

@@ -9,8 +9,8 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
-use crate::spandsp::Spandsp;
-use crate::wav::{detect, read};
+use super::spandsp::Spandsp;
+use super::wav::{detect, read};
 
 /// `println!` and `print!` that hand a closed stdout (`tonegate talkoff --list | head`) back
 /// as an error for [`crate::failed`] instead of panicking.
@@ -87,7 +87,7 @@ pub(crate) fn run_conformance(args: &ConformanceArgs) -> ExitCode {
     match conformance(args) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
-        Err(err) => crate::failed(&err),
+        Err(err) => super::failed(&err),
     }
 }
 
@@ -214,7 +214,7 @@ pub(crate) fn run_talkoff(args: &TalkoffArgs) -> ExitCode {
     match talkoff(args) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
-        Err(err) => crate::failed(&err),
+        Err(err) => super::failed(&err),
     }
 }
 

@@ -1,11 +1,12 @@
 //! `tonegate check-config`: load a function file the way `serve` will, and say what it holds.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use clap::ValueEnum;
 
 use tonegate_control::config::{Function, MessageKind};
 use tonegate_control::tools::{anthropic_tools, openai_tools};
-
-use crate::{CheckConfigArgs, ToolsFormat};
 
 pub(crate) fn run(args: CheckConfigArgs) -> ExitCode {
     let function = match Function::from_path(&args.file) {
@@ -50,4 +51,26 @@ pub(crate) fn run(args: CheckConfigArgs) -> ExitCode {
         );
     }
     ExitCode::SUCCESS
+}
+
+/// Options of `tonegate check-config`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct CheckConfigArgs {
+    /// The function file.
+    file: PathBuf,
+    /// Also print the function as LLM tool definitions.
+    #[arg(long, value_enum)]
+    tools: Option<ToolsFormat>,
+    /// Also print every message template in use (the file's, or the default).
+    #[arg(long)]
+    messages: bool,
+}
+
+/// Tool-definition shapes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ToolsFormat {
+    /// OpenAI-style `{"type": "function", "function": {...}}`.
+    Openai,
+    /// Anthropic-style `{"name", "description", "input_schema"}`.
+    Anthropic,
 }

@@ -1,0 +1,151 @@
+//! A caller's phone on a real UDP socket: RTP to the gateway, paced, with key presses as
+//! RFC 4733 telephone-events, in-band tones, or both.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use rtp_types::RtpPacketBuilder;
+use tokio::net::UdpSocket;
+use tonegate_media::g711::Law;
+use tonegate_media::rfc4733::EventPayload;
+use tonegate_media::Key;
+
+use crate::tone;
+
+/// A caller's phone sending RTP: PCMU every 20 ms and RFC 4733 telephone-events on PT 101.
+/// `pace` is the wall time between packets (20 ms is real time; less replays faster, which
+/// the gateway's media-time clock does not mind).
+pub struct Caller {
+    socket: UdpSocket,
+    to: SocketAddr,
+    seq: u16,
+    ts: u32,
+    ssrc: u32,
+    pace: Duration,
+}
+
+impl Caller {
+    /// A caller sending to the gateway's RTP address `to`.
+    pub async fn new(to: SocketAddr, pace: Duration) -> anyhow::Result<Caller> {
+        let socket = UdpSocket::bind("127.0.0.1:0").await?;
+        Ok(Caller {
+            socket,
+            to,
+            seq: 1,
+            ts: 160_000,
+            ssrc: 0x7e5c_da55,
+            pace,
+        })
+    }
+
+    async fn send(&mut self, pt: u8, ts: u32, payload: &[u8]) -> anyhow::Result<()> {
+        let p = RtpPacketBuilder::<&[u8], &[u8]>::new()
+            .payload_type(pt)
+            .sequence_number(self.seq)
+            .timestamp(ts)
+            .ssrc(self.ssrc)
+            .payload(payload)
+            .write_vec()
+            .context("an RTP packet")?;
+        self.seq = self.seq.wrapping_add(1);
+        self.socket.send_to(&p, self.to).await?;
+        tokio::time::sleep(self.pace).await;
+        Ok(())
+    }
+
+    /// `n` packets of silence.
+    pub async fn audio(&mut self, n: u32) -> anyhow::Result<()> {
+        for _ in 0..n {
+            self.send(0, self.ts, &[0xFF; 160]).await?;
+            self.ts = self.ts.wrapping_add(160);
+        }
+        Ok(())
+    }
+
+    /// Presses `keys`: 100 ms each (five updates, the end packet three times), 100 ms apart.
+    pub async fn press(&mut self, keys: &str) -> anyhow::Result<()> {
+        for c in keys.chars() {
+            let Some(key) = Key::from_char(c) else {
+                bail!("`{c}` is not a keypad key");
+            };
+            let start = self.ts;
+            for i in 1..=8u16 {
+                self.send(101, start, &event_block(key, i).to_bytes())
+                    .await?;
+                if i <= 5 {
+                    self.ts = self.ts.wrapping_add(160);
+                }
+            }
+            self.audio(5).await?;
+        }
+        Ok(())
+    }
+
+    /// Presses `keys` as in-band tones only (no telephone-events): 100 ms of the key's two
+    /// tones at -10 dBm0 each in the PCMU audio, then 100 ms of silence.
+    pub async fn press_inband(&mut self, keys: &str) -> anyhow::Result<()> {
+        for c in keys.chars() {
+            let Some(key) = Key::from_char(c) else {
+                bail!("`{c}` is not a keypad key");
+            };
+            for _ in 0..5 {
+                let payload = tone20(key, self.ts);
+                self.send(0, self.ts, &payload).await?;
+                self.ts = self.ts.wrapping_add(160);
+            }
+            self.audio(5).await?;
+        }
+        Ok(())
+    }
+
+    /// Presses `keys` both ways at once, as many phones do: the tones stay in the audio while
+    /// RFC 4733 events are sent for the same key. The gateway must hear one press per key.
+    pub async fn press_both(&mut self, keys: &str) -> anyhow::Result<()> {
+        for c in keys.chars() {
+            let Some(key) = Key::from_char(c) else {
+                bail!("`{c}` is not a keypad key");
+            };
+            let start = self.ts;
+            for i in 1..=8u16 {
+                if i <= 5 {
+                    let payload = tone20(key, self.ts);
+                    self.send(0, self.ts, &payload).await?;
+                }
+                self.send(101, start, &event_block(key, i).to_bytes())
+                    .await?;
+                if i <= 5 {
+                    self.ts = self.ts.wrapping_add(160);
+                }
+            }
+            self.audio(5).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends garbage to the RTP port.
+    pub async fn garbage(&mut self) -> anyhow::Result<()> {
+        self.socket.send_to(b"not RTP at all", self.to).await?;
+        Ok(())
+    }
+}
+
+/// Packet `i` (1-8) of a 100 ms press: five updates 20 ms apart, then the end packet three
+/// times (RFC 4733 §2.5.1.4), volume -10 dBm0.
+fn event_block(key: Key, i: u16) -> EventPayload {
+    EventPayload {
+        code: key.event_code(),
+        end: i > 5,
+        volume: 10,
+        duration: i.min(5) * 160,
+    }
+}
+
+/// 20 ms of a key's two tones at -10 dBm0 each, mu-law, starting at sample `ts` (the phase
+/// runs on with the stream's timestamps).
+fn tone20(key: Key, ts: u32) -> Vec<u8> {
+    tone::dtmf_from(key, -10.0, u64::from(ts), 160)
+        .into_iter()
+        .map(|s| Law::Mu.encode(s))
+        .collect()
+}
