@@ -3,18 +3,24 @@
 //! Everything tonegate hears of a call passes through this crate: RTP packets, RFC 4733
 //! telephone-events, and G.711/L16 audio and WAV files for in-band DTMF detection
 //! ([`inband`], with [`goertzel`], [`g711`], [`audio`], [`wav`]); [`dedup`] makes the two
-//! sources one digit stream. Nothing here reads a
-//! socket or a clock: packets and their arrival time go in as arguments, typed events come out,
-//! so a pcap replay, a WAV replay and a live call run the same code, deterministically.
+//! sources one digit stream, and [`listener`] joins them into the one listening path that a
+//! capture replay ([`replay`]) and a live call (the `tonegate-call` crate) both run.
 //!
 //! ```text
 //!  pcap/pcapng bytes ──► capture::CaptureReader ──► Frame ──► replay::Replay ──► ReplayPress
-//!                                                   (udp: link layers, IP, UDP)       ▲
-//!  live UDP (gateway) ─────────────────────────► RTP packet ──► rfc4733::Rfc4733Decoder ─┐
-//!                                                  │ (red: RFC 2198 unwrapped) (per SSRC)   ▼
-//!                                                  └──► audio::AudioStream ──► inband ──► dedup
-//!  WAV bytes ──► wav::read_wav ─────────────────────────────────────────────► inband
+//!                                                   (udp: link layers, IP, UDP;       ▲
+//!                                                    RTP flows, SDP)                  │
+//!  live UDP (a call) ─────────────────────► RTP packet ──► listener::Listener ────────┴──► ListenerEvent
+//!                                  (one flow) │ rfc4733::Rfc4733Decoder (red: RFC 2198 unwrapped)
+//!                                             │ audio::AudioStream ──► inband::InbandDetector
+//!                                             └ dedup::PressMerger (one press per tone sent both ways)
+//!  WAV bytes ──► wav::read_wav ──────────────────────────────────────────► inband::InbandDetector
 //! ```
+//!
+//! What this crate must never do: read a socket, a file or a clock (packets, bytes and their
+//! arrival time go in as arguments, typed events come out, so a pcap replay, a WAV replay and a
+//! live call run the same code, deterministically), hold process-wide settings (the Goertzel
+//! kernel is a field of [`inband::InbandConfig`]), or show a key in `Debug`.
 //!
 //! Three clocks are kept apart: `now` ([`std::time::Instant`], wall clock, only as a fallback
 //! when media stops), media time ([`time::MediaTime`]: the RTP timestamp extended to 64 bits,

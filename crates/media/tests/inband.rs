@@ -98,7 +98,11 @@ fn mulaw(audio: &[f64]) -> Vec<i16> {
 }
 
 fn detect_with(samples: &[i16], block: usize) -> Vec<InbandPress> {
-    let mut d = InbandDetector::new(InbandConfig::default());
+    detect_on(samples, block, InbandConfig::default())
+}
+
+fn detect_on(samples: &[i16], block: usize, config: InbandConfig) -> Vec<InbandPress> {
+    let mut d = InbandDetector::new(config);
     let mut out = Vec::new();
     for (i, chunk) in samples.chunks(block).enumerate() {
         let t = MediaTime::new((i * block) as u64, ClockRate::NARROWBAND);
@@ -127,6 +131,44 @@ fn keys(samples: &[i16]) -> String {
 
 fn all_keys(f: impl Fn(char) -> Tone) -> Vec<Tone> {
     KEYS.chars().map(f).collect()
+}
+
+#[test]
+fn the_kernel_is_each_detector_s_own_setting_not_the_process_s() {
+    use tonegate_media::goertzel::Kernel;
+    let audio = sequence(&all_keys(tone), 80.0, 7);
+    let on = |kernel| InbandConfig {
+        kernel,
+        ..InbandConfig::default()
+    };
+    // Portable first, then the fastest, then portable again, in one process: each detector
+    // runs its own kernel, and both hear the same sixteen keys at the same times.
+    let portable = detect_on(&audio, 160, on(Kernel::Portable));
+    let fast = detect_on(&audio, 160, on(Kernel::detect()));
+    let again = detect_on(&audio, 160, on(Kernel::Portable));
+    assert_eq!(
+        InbandDetector::new(on(Kernel::Portable)).kernel(),
+        Kernel::Portable
+    );
+    assert_eq!(
+        InbandDetector::new(on(Kernel::detect())).kernel(),
+        Kernel::detect()
+    );
+    let summary = |presses: &[InbandPress]| -> Vec<(char, u64, u64)> {
+        presses
+            .iter()
+            .map(|p| {
+                (
+                    p.press.key().as_char(),
+                    p.press.start().ticks(),
+                    p.press.duration().ticks(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(summary(&portable).len(), 16);
+    assert_eq!(summary(&portable), summary(&fast));
+    assert_eq!(summary(&portable), summary(&again));
 }
 
 #[test]
