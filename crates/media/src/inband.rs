@@ -212,8 +212,9 @@ pub(crate) fn bank(kernel: Kernel) -> &'static Bank {
     &shared(kernel).bank
 }
 
+/// The constants of `kernel`, which the caller has checked this CPU runs
+/// ([`Kernel::or_portable`], done once per detector or scrubber, not per block).
 fn shared(kernel: Kernel) -> &'static Shared {
-    let kernel = kernel.or_portable();
     let slot = match kernel {
         Kernel::Portable => 0,
         Kernel::Avx2Fma => 1,
@@ -549,7 +550,8 @@ const _: () = assert!(InbandDetector::STATE_BYTES <= 1024);
 
 impl InbandDetector {
     /// A detector with `config`.
-    pub fn new(config: InbandConfig) -> InbandDetector {
+    pub fn new(mut config: InbandConfig) -> InbandDetector {
+        config.kernel = config.kernel.or_portable();
         let db = |d: Decibels| 10f32.powf(d.0 / 10.0);
         let thresholds = Thresholds {
             min_energy: energy_of(config.min_level.0),
@@ -580,7 +582,7 @@ impl InbandDetector {
     /// The Goertzel kernel this detector runs: [`InbandConfig::kernel`], or the portable one
     /// when this CPU cannot run it.
     pub fn kernel(&self) -> Kernel {
-        self.config.kernel.or_portable()
+        self.config.kernel
     }
 
     /// The configuration.

@@ -48,7 +48,7 @@ impl ToneScrubber {
     /// A scrubber for one stream whose filters run `kernel`.
     pub fn with_kernel(kernel: Kernel) -> ToneScrubber {
         ToneScrubber {
-            kernel,
+            kernel: kernel.or_portable(),
             ..ToneScrubber::default()
         }
     }
