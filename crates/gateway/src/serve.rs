@@ -678,7 +678,10 @@ async fn run_call(
                     let tx = commands.clone();
                     in_flight += 1;
                     tokio::spawn(async move {
-                        let outcome = pay(processor.as_ref(), card, &request).await;
+                        // The wall clock is read here, in the binary: pci takes it as an
+                        // argument (the http connector's HMAC timestamp).
+                        let now = std::time::SystemTime::now();
+                        let outcome = pay(processor.as_ref(), card, &request, now).await;
                         let _ = tx.send(CallCommand::Payment(outcome));
                     });
                 }

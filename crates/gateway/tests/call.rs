@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use rtp_types::RtpPacketBuilder;
 use serde_json::json;
@@ -145,7 +145,7 @@ fn a_call_collects_and_pays_a_card_from_rtp_key_presses() {
         .enable_time()
         .build()
         .unwrap()
-        .block_on(pay(&Sandbox::default(), card, &request));
+        .block_on(pay(&Sandbox::default(), card, &request, SystemTime::now()));
     call.payment_outcome(outcome);
     drain(&mut call, &mut out);
     assert_eq!(call.session().unwrap().1, State::Succeeded);

@@ -8,7 +8,7 @@
 //!   (from tonegate-media)   │                          brand + last four, end reason)
 //!                           │ take_card()
 //!                           ▼
-//!                      SealedCard ──► pay(processor, card, request) ──► PaymentOutcome (masked)
+//!                      SealedCard ──► pay(processor, card, request, now) ──► PaymentOutcome (masked)
 //!                      (opaque)            │ zeroed on drop
 //!                                          ▼
 //!                                   Processor (sealed trait: sandbox, http, stripe)

@@ -26,6 +26,7 @@ pub use config::{
 };
 
 use std::fmt;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -167,30 +168,39 @@ pub trait Processor: Sealed + Send + Sync {
     /// The connector's name (`sandbox`, `http`, `stripe`).
     fn name(&self) -> &'static str;
 
-    /// Charges `request.amount` (> 0) to the card.
+    /// Charges `request.amount` (> 0) to the card; `now` is the wall-clock time of the attempt
+    /// (see [`pay`]).
     #[doc(hidden)]
     async fn charge(
         &self,
         card: &SealedCard,
         request: &PaymentRequest,
+        now: SystemTime,
     ) -> Result<Approval, Refusal>;
 
-    /// Tokenizes the card (`request.amount` is 0) as `request.token_type`.
+    /// Tokenizes the card (`request.amount` is 0) as `request.token_type`; `now` as for
+    /// [`Processor::charge`].
     #[doc(hidden)]
     async fn tokenize(
         &self,
         card: &SealedCard,
         request: &PaymentRequest,
+        now: SystemTime,
     ) -> Result<Approval, Refusal>;
 }
 
 /// Charges or tokenizes `card` through `processor`, and drops the card (its digits are zeroed).
 /// The outcome is masked; a processor message has any of this card's data and any long digit
 /// run removed.
+///
+/// `now` is the wall-clock time of this attempt, read by the caller: this crate reads no clock.
+/// Connectors that put a time on the wire take it from here (the `http` connector's HMAC
+/// timestamp header, which is also signed), so a test can fix it.
 pub async fn pay(
     processor: &dyn Processor,
     card: SealedCard,
     request: &PaymentRequest,
+    now: SystemTime,
 ) -> PaymentOutcome {
     let masked = card.masked();
     tracing::info!(
@@ -201,9 +211,9 @@ pub async fn pay(
         "sending payment to processor"
     );
     let result = if request.is_tokenize() {
-        processor.tokenize(&card, request).await
+        processor.tokenize(&card, request, now).await
     } else {
-        processor.charge(&card, request).await
+        processor.charge(&card, request, now).await
     };
     let outcome = match result {
         Ok(approval) => PaymentOutcome::Succeeded {

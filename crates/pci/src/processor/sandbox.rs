@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
@@ -141,6 +141,7 @@ impl Processor for Sandbox {
         &self,
         card: &SealedCard,
         request: &PaymentRequest,
+        _now: SystemTime,
     ) -> Result<Approval, Refusal> {
         self.answer(card, request, "charge").await
     }
@@ -149,6 +150,7 @@ impl Processor for Sandbox {
         &self,
         card: &SealedCard,
         request: &PaymentRequest,
+        _now: SystemTime,
     ) -> Result<Approval, Refusal> {
         self.answer(card, request, "tokenize").await
     }
