@@ -100,7 +100,11 @@ async fn processor_errors_and_timeouts_fail_as_processor_error() {
         SystemTime::now(),
     )
     .await;
-    assert!(started.elapsed() >= Duration::from_millis(50));
+    // The wait is tokio's timer, which comes with the `connectors` feature; without it the
+    // same refusal comes at once.
+    if cfg!(feature = "connectors") {
+        assert!(started.elapsed() >= Duration::from_millis(50));
+    }
     match outcome {
         PaymentOutcome::Failed {
             reason, message, ..

@@ -8,16 +8,23 @@
 //!
 //! Connectors, chosen by a [`ProcessorConfig`] (`type: sandbox | http | stripe`):
 //! - [`sandbox::Sandbox`]: built in, the default, deterministic test cards, no network;
-//! - [`http::HttpProcessor`]: a generic JSON connector for the customer's own gateway or vault
+//! - `http::HttpProcessor`: a generic JSON connector for the customer's own gateway or vault
 //!   (templated body, bearer/basic/HMAC auth, answer read by JSON pointers);
-//! - [`stripe::StripeProcessor`]: the Stripe API (PaymentMethod, then a confirming
+//! - `stripe::StripeProcessor`: the Stripe API (PaymentMethod, then a confirming
 //!   PaymentIntent or SetupIntent).
+//!
+//! The two network connectors, `http` and `stripe`, exist only with the `connectors` cargo
+//! feature (on by default), which also brings in their runtime and HTTP stack. Without it their
+//! configurations still parse, and [`ProcessorConfig::build`] refuses them with
+//! [`ProcessorConfigError::NotInThisBuild`].
 //!
 //! `docs/processors.md` describes each one's configuration, requests and answer mapping.
 
 pub mod config;
+#[cfg(feature = "connectors")]
 pub mod http;
 pub mod sandbox;
+#[cfg(feature = "connectors")]
 pub mod stripe;
 
 pub use config::{
