@@ -3,6 +3,7 @@
 
 pub mod call;
 pub mod clock;
+pub mod connection;
 pub mod demo;
 pub mod metrics;
 pub mod outbox;

@@ -38,7 +38,6 @@ use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tonegate_control::config::{Connection, Function};
-use tonegate_control::connection::call_start;
 use tonegate_control::session::{
     ActionRefused, AgentAction, AgentEvent, ConnectionKind, Invocation, StartFailure, State,
 };
@@ -47,6 +46,7 @@ use tonegate_pci::processor::config::ProcessorConfig;
 use tonegate_pci::{pay, PaymentOutcome, Processor, YearMonth};
 
 use crate::call::{Call, CallConfig, CallCounters, CallOutput, InvokeError, MediaMode};
+use crate::connection::call_start;
 use crate::metrics::{Metrics, OutcomeLabels, SourceLabels, StateLabels};
 use crate::outbox::{Backoff, DeliveryKind, NewDelivery, Outbox, Policy};
 use crate::sdp::Offer;
@@ -430,7 +430,7 @@ impl Gateway {
             functions.insert(f.name.clone(), Arc::new(f));
         }
         let processor: Arc<dyn Processor> = Arc::from(config.processor.build()?);
-        let client = tonegate_control::connection::client();
+        let client = crate::connection::client();
         let (deliver, outbox): (Arc<dyn Deliver>, Option<Arc<Outbox>>) = match deliver {
             Some(deliver) => (deliver, None),
             None => {
