@@ -10,7 +10,18 @@ pub mod outbox;
 pub mod sdp;
 pub mod serve;
 
+use std::path::Path;
+
+use tonegate_control::config::{ConfigError, Format, Function};
 use tonegate_media::goertzel::Kernel;
+
+/// Reads and loads a voice payment function file: TOML for `.toml`, YAML otherwise
+/// (`tonegate-control` takes the text; the file is read here). An unreadable file is a
+/// [`ConfigError`] naming it, like any other mistake in it.
+pub fn read_function(path: &Path) -> Result<Function, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::unreadable(path, &e))?;
+    Function::from_str(&text, Format::from_path(path), path)
+}
 
 /// Applies `TONEGATE_INBAND_KERNEL` (`portable`, or `auto`: the fastest this CPU runs) to the
 /// in-band detectors of this process; every command and benchmark calls it first. An unknown

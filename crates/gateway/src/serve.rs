@@ -419,7 +419,7 @@ impl Gateway {
             functions.insert(f.name.clone(), Arc::new(f));
         }
         for path in &config.functions {
-            let f = Function::from_path(path)?;
+            let f = crate::read_function(path)?;
             if functions.contains_key(&f.name) {
                 anyhow::bail!(
                     "{}: function name `{}` is used twice",
