@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use rtp_types::RtpPacketBuilder;
 use serde_json::json;
@@ -156,7 +156,7 @@ fn a_call_collects_and_pays_a_card_from_rtp_key_presses() {
         .enable_time()
         .build()
         .unwrap()
-        .block_on(pay(&Sandbox::default(), card, &request));
+        .block_on(pay(&Sandbox::default(), card, &request, SystemTime::now()));
     call.handle_input(phone.t, CallInput::Payment(outcome))
         .unwrap();
     drain(&mut call, &mut out);

@@ -1,5 +1,9 @@
 //! The voice payment function's configuration: a YAML file (primary) or a TOML file.
 //!
+//! This crate reads no file: the caller reads it and hands over its text with
+//! [`Function::from_str`] ([`Format::from_path`] picks the format from the file name, and
+//! [`ConfigError::unreadable`] is the error for a file that could not be read).
+//!
 //! Loading checks everything that can be checked before a call: unknown keys, types, the name,
 //! the input schema (a valid JSON Schema), every template (compiled), every connection URL,
 //! the limits. Errors name the file, the line and column where the parser knows them (or the
@@ -334,6 +338,17 @@ pub struct ConfigError {
     pub message: String,
 }
 
+impl ConfigError {
+    /// The error for a function file at `path` that could not be read (`error` says why).
+    pub fn unreadable(path: &Path, error: &std::io::Error) -> ConfigError {
+        ConfigError {
+            origin: path.to_owned(),
+            location: None,
+            message: format!("cannot read the file: {error}"),
+        }
+    }
+}
+
 /// The configuration file formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -343,21 +358,18 @@ pub enum Format {
     Toml,
 }
 
-impl Function {
-    /// Loads a function from a file: TOML for `.toml`, YAML otherwise.
-    pub fn from_path(path: &Path) -> Result<Function, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            origin: path.to_owned(),
-            location: None,
-            message: format!("cannot read the file: {e}"),
-        })?;
-        let format = match path.extension().and_then(|e| e.to_str()) {
+impl Format {
+    /// The format of a function file, from its name only (nothing is read): TOML for `.toml`,
+    /// YAML otherwise.
+    pub fn from_path(path: &Path) -> Format {
+        match path.extension().and_then(|e| e.to_str()) {
             Some("toml") => Format::Toml,
             _ => Format::Yaml,
-        };
-        Function::from_str(&text, format, path)
+        }
     }
+}
 
+impl Function {
     /// Loads a function from text in `format`; `origin` names it in errors.
     pub fn from_str(text: &str, format: Format, origin: &Path) -> Result<Function, ConfigError> {
         let err = |location: Option<(usize, usize)>, message: String| ConfigError {

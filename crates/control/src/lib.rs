@@ -14,8 +14,9 @@
 //! ```
 //!
 //! The session is a state machine driven by [`session::Session::handle_input`] and drained
-//! with [`session::Session::poll_output`]; the gateway performs the outputs (HTTP calls with
-//! [`connection`], the PCI collector, `tonegate_pci::pay`) and feeds the results back.
+//! with [`session::Session::poll_output`]; the gateway performs the outputs (the HTTP calls to
+//! the connections, in `tonegate::connection`; the PCI collector; `tonegate_pci::pay`) and
+//! feeds the results back. This crate does no I/O: no sockets, no files, no clock.
 //!
 //! ```
 //! use std::path::Path;
@@ -40,7 +41,6 @@
 #![warn(missing_docs)]
 
 pub mod config;
-pub mod connection;
 pub mod currency;
 pub mod session;
 pub mod start;

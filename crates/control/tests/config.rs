@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
-use tonegate_control::config::{Format, Function, SetVariable};
+use tonegate_control::config::{ConfigError, Format, Function, SetVariable};
 use tonegate_control::tools::{anthropic_tools, openai_tools};
 use tonegate_pci::StarKey;
 
@@ -11,6 +11,12 @@ fn example(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../examples/functions")
         .join(name)
+}
+
+/// Reads a function file the way the gateway does (this crate reads no file itself).
+fn from_path(path: &Path) -> Result<Function, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::unreadable(path, &e))?;
+    Function::from_str(&text, Format::from_path(path), path)
 }
 
 fn load_yaml(text: &str) -> Result<Function, String> {
@@ -21,12 +27,12 @@ const MINIMAL: &str = "name: collect_payment\npurpose: Collect a payment\nconnec
 
 #[test]
 fn the_examples_load_in_both_formats() {
-    let minimal = Function::from_path(&example("minimal.yaml")).unwrap();
+    let minimal = from_path(&example("minimal.yaml")).unwrap();
     assert_eq!(minimal.name, "collect_payment");
     assert_eq!(minimal.limits.per_field_retry_limit, 3);
     assert!(minimal.connections.success.is_none());
 
-    let full = Function::from_path(&example("full.yaml")).unwrap();
+    let full = from_path(&example("full.yaml")).unwrap();
     assert_eq!(full.connections.start.timeout_ms, 3000);
     assert_eq!(full.connections.start.retries, Some(1));
     // A string is a template (plain text renders to itself); other values are static.
@@ -53,7 +59,7 @@ fn the_examples_load_in_both_formats() {
         "{errors:?}"
     );
 
-    let toml = Function::from_path(&example("full.toml")).unwrap();
+    let toml = from_path(&example("full.toml")).unwrap();
     assert_eq!(toml.limits.per_field_retry_limit, 2);
     assert_eq!(toml.limits.inter_digit_timeout_seconds, 4.5);
     assert_eq!(toml.limits.star_key, StarKey::CancelSession);
@@ -134,13 +140,16 @@ fn mistakes_are_refused_with_the_file_the_line_and_what_is_wrong() {
         .unwrap_err()
         .to_string();
     assert!(err.starts_with("f.toml:1:"), "{err}");
-    let missing = Function::from_path(Path::new("/nonexistent/f.yaml")).unwrap_err();
+    let missing = from_path(Path::new("/nonexistent/f.yaml")).unwrap_err();
     assert!(missing.to_string().contains("cannot read the file"));
+    assert_eq!(Format::from_path(Path::new("f.toml")), Format::Toml);
+    assert_eq!(Format::from_path(Path::new("dir.toml/f.yml")), Format::Yaml);
+    assert_eq!(Format::from_path(Path::new("f")), Format::Yaml);
 }
 
 #[test]
 fn tool_definitions_follow_both_llm_apis() {
-    let function = Function::from_path(&example("full.yaml")).unwrap();
+    let function = from_path(&example("full.yaml")).unwrap();
     let openai = openai_tools(&function);
     assert_eq!(openai[0]["type"], "function");
     assert_eq!(openai[0]["function"]["name"], "collect_payment");

@@ -95,6 +95,18 @@ fn a_broken_file_is_refused_with_its_place_and_prints_nothing_on_stdout() {
 }
 
 #[test]
+fn a_missing_file_is_refused_naming_it() {
+    let out = check(&["/nonexistent/f.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("tonegate: /nonexistent/f.yaml: cannot read the file: "),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn the_default_messages_in_the_reference_are_the_ones_in_use() {
     let doc = std::fs::read_to_string(root().join("docs/config.md")).unwrap();
     let out = check(&["examples/functions/minimal.yaml", "--messages"]);

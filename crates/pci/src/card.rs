@@ -103,7 +103,10 @@ pub(crate) struct CardView<'a> {
     pub(crate) number: &'a str,
     pub(crate) expiry: YearMonth,
     pub(crate) security_code: Option<&'a str>,
+    // Read by the network connectors only (the `connectors` feature).
+    #[cfg_attr(not(feature = "connectors"), allow(dead_code))]
     pub(crate) postal_code: Option<&'a str>,
+    #[cfg_attr(not(feature = "connectors"), allow(dead_code))]
     pub(crate) brand: Option<Brand>,
 }
 

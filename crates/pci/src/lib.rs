@@ -8,7 +8,7 @@
 //!   (from tonegate-media)   │                          brand + last four, end reason)
 //!                           │ take_card()
 //!                           ▼
-//!                      SealedCard ──► pay(processor, card, request) ──► PaymentOutcome (masked)
+//!                      SealedCard ──► pay(processor, card, request, now) ──► PaymentOutcome (masked)
 //!                      (opaque)            │ zeroed on drop
 //!                                          ▼
 //!                                   Processor (sealed trait: sandbox, http, stripe)
@@ -20,6 +20,18 @@
 //! ([`CollectEvent`], [`MaskedCard`], [`Field`], [`CollectionError`], [`FailedReason`]),
 //! the opaque [`SealedCard`], and [`pay`] with the [`Processor`] connectors. `docs/pci-boundary.md`
 //! is the auditor's guide.
+//!
+//! ## Cargo feature `connectors` (default)
+//!
+//! The network connectors, `processor::http` and `processor::stripe`, and the dependencies only
+//! they need: tokio (their runtime, also the sandbox's simulated timeout), reqwest (with hyper
+//! and rustls), minijinja, hmac, sha2, base64, bytes and form_urlencoded. Without the feature
+//! the crate is the collector, the sealed card, [`pay`] and the in-process sandbox (whose
+//! timing-out test card then answers at once), with no async runtime and no network library;
+//! `http` and `stripe` configurations still parse, and [`ProcessorConfig::build`] refuses them
+//! ([`ProcessorConfigError::NotInThisBuild`]). `tonegate-control` uses the crate without it;
+//! the `tonegate` binary turns it on. An auditor checks with
+//! `cargo tree -p tonegate-pci -e normal --no-default-features`.
 //!
 //! ```
 //! use tonegate_media::{ClockRate, Key, MediaTime};

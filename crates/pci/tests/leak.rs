@@ -8,6 +8,7 @@ mod common;
 use std::io::Write;
 use std::panic;
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use common::at;
 use tonegate_media::Key;
@@ -92,7 +93,8 @@ fn no_card_data_in_logs_events_outcomes_debug_output_or_panics() {
             }
             let card = collector.take_card().expect("collected");
             seen.push(format!("{card:?} {:?} {}", card.masked(), card.masked()));
-            let outcome = runtime.block_on(pay(&sandbox, card, &request(session)));
+            let outcome =
+                runtime.block_on(pay(&sandbox, card, &request(session), SystemTime::now()));
             seen.push(format!("{outcome:?}"));
             seen.push(serde_json::to_string(&outcome).unwrap());
         }

@@ -227,7 +227,7 @@ fn header<'a>(seen: &'a Seen, name: &str) -> Option<&'a str> {
 async fn the_charge_body_renders_every_context_field() {
     let (mock, base) = gateway().await;
     let http = connector(&base, json!({}));
-    let outcome = pay(&*http, a_card(), &charge("H1", 1999)).await;
+    let outcome = pay(&*http, a_card(), &charge("H1", 1999), SystemTime::now()).await;
     assert_eq!(
         outcome,
         PaymentOutcome::Succeeded {
@@ -273,7 +273,7 @@ async fn strings_are_escaped_as_json_so_a_description_cannot_inject() {
     let http = connector(&base, json!({"method": "PUT"}));
     let mut request = charge("H2", 100);
     request.description = Some("a \"quoted\", \n\"amount\": 1 }".into());
-    let outcome = pay(&*http, a_card(), &request).await;
+    let outcome = pay(&*http, a_card(), &request, SystemTime::now()).await;
     assert!(matches!(outcome, PaymentOutcome::Succeeded { .. }));
     let gateway = mock.lock().unwrap();
     assert_eq!(gateway.seen[0].method, Method::PUT);
@@ -286,7 +286,13 @@ async fn strings_are_escaped_as_json_so_a_description_cannot_inject() {
 async fn tokenizing_uses_its_own_template_url_key_and_token_type() {
     let (mock, base) = gateway().await;
     let http = connector(&base, json!({}));
-    let outcome = pay(&*http, a_card(), &tokenize("H3", TokenType::Reusable)).await;
+    let outcome = pay(
+        &*http,
+        a_card(),
+        &tokenize("H3", TokenType::Reusable),
+        SystemTime::now(),
+    )
+    .await;
     let PaymentOutcome::Succeeded { token_id, .. } = &outcome else {
         panic!("{outcome:?}")
     };
@@ -314,7 +320,13 @@ async fn a_tokenize_without_a_token_or_without_a_template_is_a_processor_error()
         reply(200, json!({"result": {"status": "approved"}})),
     );
     let http = connector(&base, json!({}));
-    let outcome = pay(&*http, a_card(), &tokenize("H4", TokenType::OneTime)).await;
+    let outcome = pay(
+        &*http,
+        a_card(),
+        &tokenize("H4", TokenType::OneTime),
+        SystemTime::now(),
+    )
+    .await;
     assert!(matches!(
         outcome,
         PaymentOutcome::Failed { reason: FailedReason::ProcessorError, ref message, .. }
@@ -322,7 +334,13 @@ async fn a_tokenize_without_a_token_or_without_a_template_is_a_processor_error()
     ));
 
     let http = connector(&base, json!({"tokenize_template": null}));
-    let outcome = pay(&*http, a_card(), &tokenize("H5", TokenType::OneTime)).await;
+    let outcome = pay(
+        &*http,
+        a_card(),
+        &tokenize("H5", TokenType::OneTime),
+        SystemTime::now(),
+    )
+    .await;
     assert!(matches!(
         outcome,
         PaymentOutcome::Failed { reason: FailedReason::ProcessorError, ref message, .. }
@@ -339,6 +357,7 @@ async fn bank_accounts_render_in_the_bank_context() {
         &*http,
         bank("110000000", "000123456789"),
         &charge("H6", 2500),
+        SystemTime::now(),
     )
     .await;
     assert!(
@@ -360,12 +379,12 @@ async fn bearer_and_basic_auth_send_the_authorization_header() {
         &base,
         json!({"auth": {"type": "bearer", "token": "tok-secret"}}),
     );
-    pay(&*bearer, a_card(), &charge("A1", 100)).await;
+    pay(&*bearer, a_card(), &charge("A1", 100), SystemTime::now()).await;
     let basic = connector(
         &base,
         json!({"auth": {"type": "basic", "username": "merchant", "password": "p@ss:word"}}),
     );
-    pay(&*basic, a_card(), &charge("A2", 100)).await;
+    pay(&*basic, a_card(), &charge("A2", 100), SystemTime::now()).await;
     let gateway = mock.lock().unwrap();
     assert_eq!(
         header(&gateway.seen[0], "authorization"),
@@ -382,7 +401,7 @@ async fn signed(check: HmacCheck, auth: Value) -> (PaymentOutcome, Seen) {
     let (mock, base) = gateway().await;
     mock.lock().unwrap().hmac = Some(check);
     let http = connector(&base, json!({ "auth": auth }));
-    let outcome = pay(&*http, a_card(), &charge("S1", 100)).await;
+    let outcome = pay(&*http, a_card(), &charge("S1", 100), SystemTime::now()).await;
     let seen = mock.lock().unwrap().seen[0].clone();
     (outcome, seen)
 }
@@ -451,6 +470,51 @@ async fn a_wrong_hmac_key_is_refused_by_the_gateway() {
 }
 
 #[tokio::test]
+async fn the_hmac_timestamp_is_the_time_pay_is_given() {
+    // A fixed time, 0.75 s past a whole second: the header carries whole Unix seconds, and the
+    // signature covers exactly that text, a `.`, and the body as received.
+    let (mock, base) = gateway().await;
+    let http = connector(
+        &base,
+        json!({"auth": {"type": "hmac", "secret": "whsec_test", "header": "X-Tonegate-Signature",
+                        "prefix": "sha256=", "timestamp_header": "X-Tonegate-Timestamp"}}),
+    );
+    let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_750);
+    let outcome = pay(&*http, a_card(), &charge("TS1", 100), at).await;
+    assert!(
+        matches!(outcome, PaymentOutcome::Succeeded { .. }),
+        "{outcome:?}"
+    );
+    let seen = mock.lock().unwrap().seen[0].clone();
+    assert_eq!(header(&seen, "x-tonegate-timestamp"), Some("1700000000"));
+    let mut mac = Hmac::<Sha256>::new_from_slice(b"whsec_test").unwrap();
+    mac.update(b"1700000000.");
+    mac.update(seen.body.as_bytes());
+    let expected: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        header(&seen, "x-tonegate-signature"),
+        Some(format!("sha256={expected}").as_str())
+    );
+
+    // The same card and request at another time: another timestamp, another signature, the
+    // same body.
+    let later = at + Duration::from_secs(61);
+    pay(&*http, a_card(), &charge("TS1", 100), later).await;
+    let again = mock.lock().unwrap().seen[1].clone();
+    assert_eq!(again.body, seen.body);
+    assert_eq!(header(&again, "x-tonegate-timestamp"), Some("1700000061"));
+    assert_ne!(
+        header(&again, "x-tonegate-signature"),
+        header(&seen, "x-tonegate-signature")
+    );
+}
+
+#[tokio::test]
 async fn json_pointers_read_nested_numeric_and_boolean_answers() {
     let (mock, base) = gateway().await;
     mock.lock().unwrap().replies.insert(
@@ -461,7 +525,7 @@ async fn json_pointers_read_nested_numeric_and_boolean_answers() {
         &base,
         json!({"response": {"success_path": "/data/0/ok", "transaction_id_path": "/data/0/txn"}}),
     );
-    let outcome = pay(&*http, a_card(), &charge("P1", 100)).await;
+    let outcome = pay(&*http, a_card(), &charge("P1", 100), SystemTime::now()).await;
     let PaymentOutcome::Succeeded { transaction_id, .. } = outcome else {
         panic!()
     };
@@ -479,7 +543,7 @@ async fn answered(status: u16, body: &str) -> PaymentOutcome {
         },
     );
     let http = connector(&base, json!({}));
-    pay(&*http, a_card(), &charge("M1", 100)).await
+    pay(&*http, a_card(), &charge("M1", 100), SystemTime::now()).await
 }
 
 fn declined_with(outcome: &PaymentOutcome) -> Option<(&str, &str)> {
@@ -552,7 +616,7 @@ async fn redirects_are_not_followed() {
         .replies
         .insert("/charge".into(), reply(302, json!({})));
     let http = connector(&base, json!({}));
-    let outcome = pay(&*http, a_card(), &charge("R1", 100)).await;
+    let outcome = pay(&*http, a_card(), &charge("R1", 100), SystemTime::now()).await;
     assert!(is_processor_error(&outcome), "{outcome:?}");
     let gateway = mock.lock().unwrap();
     assert_eq!(gateway.seen.len(), 1, "the card body was not resent");
@@ -571,9 +635,12 @@ async fn a_timeout_is_a_processor_error_and_is_not_retried() {
     );
     let http = connector(&base, json!({"timeout_ms": 1000}));
     let started = std::time::Instant::now();
-    let outcome = tokio::time::timeout(BOUND, pay(&*http, a_card(), &charge("T1", 100)))
-        .await
-        .unwrap();
+    let outcome = tokio::time::timeout(
+        BOUND,
+        pay(&*http, a_card(), &charge("T1", 100), SystemTime::now()),
+    )
+    .await
+    .unwrap();
     assert!(started.elapsed() < Duration::from_secs(5));
     let PaymentOutcome::Failed {
         reason, message, ..
@@ -599,9 +666,12 @@ async fn a_refused_connection_is_a_processor_error() {
     let addr = listener.local_addr().unwrap();
     drop(listener);
     let http = connector(&format!("http://{addr}"), json!({"timeout_ms": 2000}));
-    let outcome = tokio::time::timeout(BOUND, pay(&*http, a_card(), &charge("C1", 100)))
-        .await
-        .unwrap();
+    let outcome = tokio::time::timeout(
+        BOUND,
+        pay(&*http, a_card(), &charge("C1", 100), SystemTime::now()),
+    )
+    .await
+    .unwrap();
     let PaymentOutcome::Failed {
         reason, message, ..
     } = &outcome
@@ -625,9 +695,17 @@ async fn tls_with_a_self_signed_certificate_trusted_through_the_config() {
     let base = format!("https://127.0.0.1:{}", addr.port());
 
     let trusting = connector(&base, json!({"ca_certificate_pem": pem}));
-    let outcome = tokio::time::timeout(BOUND, pay(&*trusting, a_card(), &charge("TLS1", 100)))
-        .await
-        .unwrap();
+    let outcome = tokio::time::timeout(
+        BOUND,
+        pay(
+            &*trusting,
+            a_card(),
+            &charge("TLS1", 100),
+            SystemTime::now(),
+        ),
+    )
+    .await
+    .unwrap();
     assert!(
         matches!(outcome, PaymentOutcome::Succeeded { .. }),
         "{outcome:?}"
@@ -635,9 +713,17 @@ async fn tls_with_a_self_signed_certificate_trusted_through_the_config() {
     assert_eq!(mock.lock().unwrap().seen.len(), 1);
 
     let untrusting = connector(&base, json!({}));
-    let outcome = tokio::time::timeout(BOUND, pay(&*untrusting, a_card(), &charge("TLS2", 100)))
-        .await
-        .unwrap();
+    let outcome = tokio::time::timeout(
+        BOUND,
+        pay(
+            &*untrusting,
+            a_card(),
+            &charge("TLS2", 100),
+            SystemTime::now(),
+        ),
+    )
+    .await
+    .unwrap();
     let PaymentOutcome::Failed {
         reason, message, ..
     } = &outcome
@@ -798,6 +884,7 @@ async fn a_template_that_fails_for_one_payment_says_where_without_the_values() {
         &*http,
         bank("110000000", "000123456789"),
         &charge("F1", 100),
+        SystemTime::now(),
     )
     .await;
     let PaymentOutcome::Failed {
@@ -843,7 +930,12 @@ async fn no_card_data_leaks_from_http_runs() {
             .insert("/charge".into(), answer);
         let outcome = tokio::time::timeout(
             BOUND,
-            pay(&*http, a_card(), &charge(&format!("L{i}"), 1999)),
+            pay(
+                &*http,
+                a_card(),
+                &charge(&format!("L{i}"), 1999),
+                SystemTime::now(),
+            ),
         )
         .await
         .unwrap();

@@ -6,7 +6,7 @@ mod support;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
@@ -277,6 +277,7 @@ async fn a_charge_creates_a_payment_method_then_a_confirmed_payment_intent() {
         &*stripe,
         card("4242424242424242", "0731", "837", "94107"),
         &charge("S1", 1999),
+        SystemTime::now(),
     )
     .await;
     let PaymentOutcome::Succeeded {
@@ -345,6 +346,7 @@ async fn tokenizing_confirms_a_setup_intent_with_the_usage_of_the_token_type() {
             &*stripe,
             card("4242424242424242", "0731", "837", "94107"),
             &tokenize(session, token_type),
+            SystemTime::now(),
         )
         .await;
         let PaymentOutcome::Succeeded {
@@ -384,6 +386,7 @@ async fn declined(number: &str, expected_code: &str) {
         &*stripe,
         card(number, "0731", "837", "94107"),
         &charge("D", 500),
+        SystemTime::now(),
     )
     .await;
     let PaymentOutcome::Failed {
@@ -421,6 +424,7 @@ async fn processor_error(fault: Fault, path: &str, timeout_ms: u64) -> (Mock, St
             &*stripe,
             card("4242424242424242", "0731", "837", "94107"),
             &charge("E1", 1999),
+            SystemTime::now(),
         ),
     )
     .await
@@ -491,6 +495,7 @@ async fn a_retried_payment_after_a_timeout_replays_instead_of_charging_again() {
             &*stripe,
             card("4242424242424242", "0731", "837", "94107"),
             &request,
+            SystemTime::now(),
         ),
     )
     .await
@@ -508,6 +513,7 @@ async fn a_retried_payment_after_a_timeout_replays_instead_of_charging_again() {
             &*stripe,
             card("4242424242424242", "0731", "837", "94107"),
             &request,
+            SystemTime::now(),
         ),
     )
     .await
@@ -519,6 +525,7 @@ async fn a_retried_payment_after_a_timeout_replays_instead_of_charging_again() {
         &*stripe,
         card("4242424242424242", "0731", "837", "94107"),
         &request,
+        SystemTime::now(),
     )
     .await;
     assert_eq!(second, third);
@@ -550,6 +557,7 @@ async fn a_different_card_in_the_same_session_meets_stripes_idempotency_check() 
         &*stripe,
         card("4000000000009995", "0731", "837", "94107"),
         &request,
+        SystemTime::now(),
     )
     .await;
     assert!(matches!(
@@ -563,6 +571,7 @@ async fn a_different_card_in_the_same_session_meets_stripes_idempotency_check() 
         &*stripe,
         card("4242424242424242", "0731", "837", "94107"),
         &request,
+        SystemTime::now(),
     )
     .await;
     let PaymentOutcome::Failed {
@@ -588,6 +597,7 @@ async fn a_wrong_secret_key_is_a_processor_error() {
         &*stripe,
         card("4242424242424242", "0731", "837", "94107"),
         &charge("K1", 100),
+        SystemTime::now(),
     )
     .await;
     let PaymentOutcome::Failed {
@@ -608,6 +618,7 @@ async fn bank_debits_are_refused_without_a_request() {
         &*stripe,
         bank("110000000", "000123456789"),
         &charge("B1", 100),
+        SystemTime::now(),
     )
     .await;
     let PaymentOutcome::Failed {
@@ -685,6 +696,7 @@ async fn no_card_data_leaks_from_stripe_runs() {
                 &*stripe,
                 card(number, "0731", "837", "94107"),
                 &charge(session, 1999),
+                SystemTime::now(),
             ),
         )
         .await

@@ -6,6 +6,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use serde_json::{json, Value};
 use tonegate_control::config::{Format, Function};
@@ -223,7 +224,12 @@ impl Harness {
                         .as_mut()
                         .and_then(Collector::take_card)
                         .expect("a card to pay");
-                    let outcome = self.runtime.block_on(pay(&self.sandbox, card, &request));
+                    let outcome = self.runtime.block_on(pay(
+                        &self.sandbox,
+                        card,
+                        &request,
+                        SystemTime::now(),
+                    ));
                     self.session.handle_input(Input::Payment(outcome)).unwrap();
                 }
             }

@@ -5,11 +5,11 @@ use std::process::ExitCode;
 
 use clap::ValueEnum;
 
-use tonegate_control::config::{Function, MessageKind};
+use tonegate_control::config::MessageKind;
 use tonegate_control::tools::{anthropic_tools, openai_tools};
 
 pub(crate) fn run(args: CheckConfigArgs) -> ExitCode {
-    let function = match Function::from_path(&args.file) {
+    let function = match tonegate::read_function(&args.file) {
         Ok(function) => function,
         Err(e) => {
             eprintln!("tonegate: {e}");

@@ -2,7 +2,7 @@
 //!
 //! A session's outcome is enqueued once ([`Outbox::enqueue`]) into a SQLite file; the delivery
 //! worker ([`Outbox::run`]) sends each pending delivery with
-//! [`tonegate_control::connection::call`] until the receiver answers 2xx, retrying with
+//! [`crate::connection::call`] until the receiver answers 2xx, retrying with
 //! exponential backoff and full jitter until the delivery's deadline, after which it is marked
 //! expired. A restart (or a `kill -9`) loses nothing that was enqueued: the worker of the next
 //! process picks up every pending row, including those that fell due while it was down.
@@ -41,8 +41,9 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tonegate_control::config::Connection;
-use tonegate_control::connection::{self, CallError};
 use tonegate_control::session::ConnectionKind;
+
+use crate::connection::{self, CallError};
 
 pub use backoff::{Backoff, Jitter};
 pub use error::OutboxError;

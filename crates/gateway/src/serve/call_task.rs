@@ -10,13 +10,13 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tonegate_call::{Call, CallCounters, CallError, CallInput, CallOutput, InvokeError};
 use tonegate_control::config::Function;
-use tonegate_control::connection::call_start;
 use tonegate_control::session::{
     ActionRefused, AgentAction, ConnectionKind, Invocation, StartFailure,
 };
 use tonegate_pci::{pay, PaymentOutcome};
 
 use super::gateway::Gateway;
+use crate::connection::call_start;
 use crate::metrics::SourceLabels;
 
 /// What the HTTP handlers ask of a call's task.
@@ -166,7 +166,10 @@ pub(super) async fn run_call(
                     let tx = commands.clone();
                     in_flight += 1;
                     tokio::spawn(async move {
-                        let outcome = pay(processor.as_ref(), card, &request).await;
+                        // The wall clock is read here, in the binary: pci takes it as an
+                        // argument (the http connector's HMAC timestamp).
+                        let now = std::time::SystemTime::now();
+                        let outcome = pay(processor.as_ref(), card, &request, now).await;
                         let _ = tx.send(CallCommand::Payment(outcome));
                     });
                 }

@@ -136,7 +136,7 @@ impl Gateway {
             functions.insert(f.name.clone(), Arc::new(f));
         }
         for path in &config.functions {
-            let f = Function::from_path(path)?;
+            let f = crate::read_function(path)?;
             if functions.contains_key(&f.name) {
                 anyhow::bail!(
                     "{}: function name `{}` is used twice",
@@ -147,7 +147,7 @@ impl Gateway {
             functions.insert(f.name.clone(), Arc::new(f));
         }
         let processor: Arc<dyn Processor> = Arc::from(config.processor.build()?);
-        let client = tonegate_control::connection::client();
+        let client = crate::connection::client();
         let (deliver, outbox): (Arc<dyn Deliver>, Option<Arc<Outbox>>) = match deliver {
             Some(deliver) => (deliver, None),
             None => {

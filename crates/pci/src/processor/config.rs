@@ -15,20 +15,27 @@
 //! )
 //! .unwrap();
 //! assert!(!format!("{config:?}").contains("sk_test_123"));
-//! let processor = config.build().unwrap();
-//! assert_eq!(processor.name(), "stripe");
+//! let built = config.build();
+//! #[cfg(feature = "connectors")]
+//! assert_eq!(built.unwrap().name(), "stripe");
+//! #[cfg(not(feature = "connectors"))]
+//! assert!(built.is_err(), "no network connectors in this build");
 //! ```
 
 use std::collections::BTreeMap;
+#[cfg(feature = "connectors")]
 use std::net::IpAddr;
 use std::time::Duration;
 
+#[cfg(feature = "connectors")]
 use reqwest::Url;
 use secrecy::SecretString;
 use serde::Deserialize;
 
+#[cfg(feature = "connectors")]
 use super::http::HttpProcessor;
 use super::sandbox::Sandbox;
+#[cfg(feature = "connectors")]
 use super::stripe::StripeProcessor;
 use super::Processor;
 
@@ -52,12 +59,25 @@ impl Default for ProcessorConfig {
 }
 
 impl ProcessorConfig {
-    /// Checks the configuration and builds the connector.
+    /// Checks the configuration and builds the connector. Without the `connectors` feature,
+    /// `http` and `stripe` are refused with [`ProcessorConfigError::NotInThisBuild`].
     pub fn build(&self) -> Result<Box<dyn Processor>, ProcessorConfigError> {
         Ok(match self {
             ProcessorConfig::Sandbox(config) => Box::new(Sandbox::new(timeout(config.timeout_ms)?)),
+            #[cfg(feature = "connectors")]
             ProcessorConfig::Http(config) => Box::new(HttpProcessor::new(config)?),
+            #[cfg(feature = "connectors")]
             ProcessorConfig::Stripe(config) => Box::new(StripeProcessor::new(config)?),
+            #[cfg(not(feature = "connectors"))]
+            ProcessorConfig::Http(_) => {
+                return Err(ProcessorConfigError::NotInThisBuild { connector: "http" })
+            }
+            #[cfg(not(feature = "connectors"))]
+            ProcessorConfig::Stripe(_) => {
+                return Err(ProcessorConfigError::NotInThisBuild {
+                    connector: "stripe",
+                })
+            }
         })
     }
 }
@@ -300,6 +320,15 @@ pub enum ProcessorConfigError {
     /// The HTTP client could not be set up.
     #[error("the HTTP client could not be built: {0}")]
     Client(String),
+    /// A network connector in a build of this crate without its `connectors` feature.
+    #[error(
+        "the `{connector}` processor is not in this build (tonegate-pci without its \
+         `connectors` feature)"
+    )]
+    NotInThisBuild {
+        /// `http` or `stripe`.
+        connector: &'static str,
+    },
 }
 
 fn default_sandbox_timeout_ms() -> u64 {
@@ -331,6 +360,7 @@ pub(crate) fn timeout(ms: u64) -> Result<Duration, ProcessorConfigError> {
 
 /// Parses a connector URL: `https`, or `http` to a loopback address only (card data never
 /// crosses a network unencrypted).
+#[cfg(feature = "connectors")]
 pub(crate) fn parse_url(field: &'static str, url: &str) -> Result<Url, ProcessorConfigError> {
     let bad = |reason: String| ProcessorConfigError::BadUrl {
         field,
@@ -368,6 +398,7 @@ pub(crate) fn parse_url(field: &'static str, url: &str) -> Result<Url, Processor
 /// The HTTP client both network connectors use: rustls, the public roots plus an optional
 /// extra CA, a whole-request deadline, and no redirects (a redirect would resend a card body
 /// somewhere the configuration never named).
+#[cfg(feature = "connectors")]
 pub(crate) fn http_client(
     timeout: Duration,
     ca_certificate_pem: Option<&str>,
@@ -410,6 +441,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(feature = "connectors")]
     fn plain_http_is_refused_off_loopback() {
         assert!(parse_url("url", "http://127.0.0.1:8080/pay").is_ok());
         assert!(parse_url("url", "http://localhost/pay").is_ok());
@@ -438,8 +470,30 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "connectors")]
     fn a_pem_without_certificates_is_refused() {
         let err = http_client(Duration::from_secs(1), Some("hello")).unwrap_err();
         assert!(matches!(err, ProcessorConfigError::BadCaCertificate { .. }));
+    }
+
+    #[test]
+    #[cfg(not(feature = "connectors"))]
+    fn without_the_connectors_feature_only_the_sandbox_builds() {
+        let parse = |json: &str| serde_json::from_str::<ProcessorConfig>(json).unwrap();
+        let sandbox = parse(r#"{"type": "sandbox", "timeout_ms": 50}"#).build();
+        assert_eq!(sandbox.unwrap().name(), "sandbox");
+        let stripe = parse(r#"{"type": "stripe", "secret_key": "sk_test_123"}"#);
+        assert!(matches!(
+            stripe.build(),
+            Err(ProcessorConfigError::NotInThisBuild {
+                connector: "stripe"
+            })
+        ));
+        let http = parse(
+            r#"{"type": "http", "url": "https://pay.example.com/charge",
+                "charge_template": "{}", "response": {"success_path": "/ok"}}"#,
+        );
+        let err = http.build().err().expect("refused");
+        assert!(err.to_string().contains("`connectors` feature"), "{err}");
     }
 }

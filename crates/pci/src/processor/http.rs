@@ -241,6 +241,7 @@ impl HttpProcessor {
         card: &SealedCard,
         request: &PaymentRequest,
         tokenize: bool,
+        now: SystemTime,
     ) -> Result<Approval, Refusal> {
         let (template, url, step) = if tokenize {
             (TOKENIZE, &self.tokenize_url, "tokenize")
@@ -320,12 +321,9 @@ impl HttpProcessor {
                 prefix,
                 timestamp_header,
             } => {
-                let timestamp = timestamp_header.as_ref().map(|name| {
-                    let now = SystemTime::now()
-                        .duration_since(UNIX_EPOCH)
-                        .map_or(0, |d| d.as_secs());
-                    (name, now.to_string())
-                });
+                let timestamp = timestamp_header
+                    .as_ref()
+                    .map(|name| (name, unix_seconds(now).to_string()));
                 let signature = sign(
                     secret,
                     timestamp.as_ref().map(|(_, t)| t.as_str()),
@@ -368,16 +366,18 @@ impl Processor for HttpProcessor {
         &self,
         card: &SealedCard,
         request: &PaymentRequest,
+        now: SystemTime,
     ) -> Result<Approval, Refusal> {
-        self.send(card, request, false).await
+        self.send(card, request, false, now).await
     }
 
     async fn tokenize(
         &self,
         card: &SealedCard,
         request: &PaymentRequest,
+        now: SystemTime,
     ) -> Result<Approval, Refusal> {
-        self.send(card, request, true).await
+        self.send(card, request, true, now).await
     }
 }
 
@@ -469,6 +469,11 @@ fn check_mapping(mapping: &ResponseMapping) -> Result<(), ProcessorConfigError> 
         return Err(ProcessorConfigError::NoSuccessValues);
     }
     Ok(())
+}
+
+/// `now` as whole seconds since the Unix epoch (0 for a time before it): the HMAC timestamp.
+fn unix_seconds(now: SystemTime) -> u64 {
+    now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// The HMAC-SHA256 of `timestamp + "." + body` (or of `body` alone), encoded.

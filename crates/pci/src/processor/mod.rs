@@ -8,16 +8,23 @@
 //!
 //! Connectors, chosen by a [`ProcessorConfig`] (`type: sandbox | http | stripe`):
 //! - [`sandbox::Sandbox`]: built in, the default, deterministic test cards, no network;
-//! - [`http::HttpProcessor`]: a generic JSON connector for the customer's own gateway or vault
+//! - `http::HttpProcessor`: a generic JSON connector for the customer's own gateway or vault
 //!   (templated body, bearer/basic/HMAC auth, answer read by JSON pointers);
-//! - [`stripe::StripeProcessor`]: the Stripe API (PaymentMethod, then a confirming
+//! - `stripe::StripeProcessor`: the Stripe API (PaymentMethod, then a confirming
 //!   PaymentIntent or SetupIntent).
+//!
+//! The two network connectors, `http` and `stripe`, exist only with the `connectors` cargo
+//! feature (on by default), which also brings in their runtime and HTTP stack. Without it their
+//! configurations still parse, and [`ProcessorConfig::build`] refuses them with
+//! [`ProcessorConfigError::NotInThisBuild`].
 //!
 //! `docs/processors.md` describes each one's configuration, requests and answer mapping.
 
 pub mod config;
+#[cfg(feature = "connectors")]
 pub mod http;
 pub mod sandbox;
+#[cfg(feature = "connectors")]
 pub mod stripe;
 
 pub use config::{
@@ -26,6 +33,7 @@ pub use config::{
 };
 
 use std::fmt;
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -167,30 +175,39 @@ pub trait Processor: Sealed + Send + Sync {
     /// The connector's name (`sandbox`, `http`, `stripe`).
     fn name(&self) -> &'static str;
 
-    /// Charges `request.amount` (> 0) to the card.
+    /// Charges `request.amount` (> 0) to the card; `now` is the wall-clock time of the attempt
+    /// (see [`pay`]).
     #[doc(hidden)]
     async fn charge(
         &self,
         card: &SealedCard,
         request: &PaymentRequest,
+        now: SystemTime,
     ) -> Result<Approval, Refusal>;
 
-    /// Tokenizes the card (`request.amount` is 0) as `request.token_type`.
+    /// Tokenizes the card (`request.amount` is 0) as `request.token_type`; `now` as for
+    /// [`Processor::charge`].
     #[doc(hidden)]
     async fn tokenize(
         &self,
         card: &SealedCard,
         request: &PaymentRequest,
+        now: SystemTime,
     ) -> Result<Approval, Refusal>;
 }
 
 /// Charges or tokenizes `card` through `processor`, and drops the card (its digits are zeroed).
 /// The outcome is masked; a processor message has any of this card's data and any long digit
 /// run removed.
+///
+/// `now` is the wall-clock time of this attempt, read by the caller: this crate reads no clock.
+/// Connectors that put a time on the wire take it from here (the `http` connector's HMAC
+/// timestamp header, which is also signed), so a test can fix it.
 pub async fn pay(
     processor: &dyn Processor,
     card: SealedCard,
     request: &PaymentRequest,
+    now: SystemTime,
 ) -> PaymentOutcome {
     let masked = card.masked();
     tracing::info!(
@@ -201,9 +218,9 @@ pub async fn pay(
         "sending payment to processor"
     );
     let result = if request.is_tokenize() {
-        processor.tokenize(&card, request).await
+        processor.tokenize(&card, request, now).await
     } else {
-        processor.charge(&card, request).await
+        processor.charge(&card, request, now).await
     };
     let outcome = match result {
         Ok(approval) => PaymentOutcome::Succeeded {

@@ -10,14 +10,14 @@
 //! | 4000 0000 0000 0002 | declined, `do_not_honor` |
 //! | 4000 0000 0000 0069 | declined, `expired_card` |
 //! | 4000 0000 0000 0119 | processor error |
-//! | 4000 0000 0000 0408 | no answer: times out after [`Sandbox::timeout`], a processor error |
+//! | 4000 0000 0000 0408 | no answer: times out after [`Sandbox::timeout`], a processor error (at once, without the `connectors` feature) |
 //!
 //! Bank debits: routing 110000000 with account 000123456789 is approved; account
 //! 000111111116 is declined with `no_account`; other valid accounts are approved.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
@@ -47,7 +47,8 @@ impl Sandbox {
         }
     }
 
-    /// How long the timing-out test card takes to fail.
+    /// How long the timing-out test card takes to fail (without the `connectors` feature: the
+    /// time its refusal names; it comes at once).
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
@@ -85,6 +86,9 @@ impl Sandbox {
                     message: "An error occurred while processing your card.".to_owned(),
                 }),
                 "4000000000000408" => {
+                    // The wait needs a timer, which is tokio's (a runtime comes with the
+                    // network connectors). Without them the same refusal comes at once.
+                    #[cfg(feature = "connectors")]
                     tokio::time::sleep(self.timeout).await;
                     Err(Refusal::Error {
                         message: format!("the processor did not answer within {:?}", self.timeout),
@@ -141,6 +145,7 @@ impl Processor for Sandbox {
         &self,
         card: &SealedCard,
         request: &PaymentRequest,
+        _now: SystemTime,
     ) -> Result<Approval, Refusal> {
         self.answer(card, request, "charge").await
     }
@@ -149,6 +154,7 @@ impl Processor for Sandbox {
         &self,
         card: &SealedCard,
         request: &PaymentRequest,
+        _now: SystemTime,
     ) -> Result<Approval, Refusal> {
         self.answer(card, request, "tokenize").await
     }

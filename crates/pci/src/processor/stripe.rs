@@ -20,7 +20,7 @@
 //!   needs a mandate and account verification that a keypad cannot give).
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
@@ -189,6 +189,7 @@ impl Processor for StripeProcessor {
         &self,
         card: &SealedCard,
         request: &PaymentRequest,
+        _now: SystemTime,
     ) -> Result<Approval, Refusal> {
         let payment_method = match card.expose() {
             PaymentView::Card(card) => self.create_payment_method(&card, request).await?,
@@ -218,6 +219,7 @@ impl Processor for StripeProcessor {
         &self,
         card: &SealedCard,
         request: &PaymentRequest,
+        _now: SystemTime,
     ) -> Result<Approval, Refusal> {
         let payment_method = match card.expose() {
             PaymentView::Card(card) => self.create_payment_method(&card, request).await?,

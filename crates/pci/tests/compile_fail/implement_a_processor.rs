@@ -8,10 +8,20 @@ impl Processor for Exfiltrate {
     fn name(&self) -> &'static str {
         "exfiltrate"
     }
-    async fn charge(&self, _: &SealedCard, _: &PaymentRequest) -> Result<Approval, Refusal> {
+    async fn charge(
+        &self,
+        _: &SealedCard,
+        _: &PaymentRequest,
+        _: std::time::SystemTime,
+    ) -> Result<Approval, Refusal> {
         Ok(Approval::default())
     }
-    async fn tokenize(&self, _: &SealedCard, _: &PaymentRequest) -> Result<Approval, Refusal> {
+    async fn tokenize(
+        &self,
+        _: &SealedCard,
+        _: &PaymentRequest,
+        _: std::time::SystemTime,
+    ) -> Result<Approval, Refusal> {
         Ok(Approval::default())
     }
 }

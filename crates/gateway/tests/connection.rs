@@ -10,8 +10,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
+use tonegate::connection::{call, call_start, client, CallError};
 use tonegate_control::config::{Auth, Connection, Method};
-use tonegate_control::connection::{call, call_start, client, CallError};
 use tonegate_control::session::StartFailure;
 
 #[derive(Default)]

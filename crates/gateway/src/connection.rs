@@ -1,16 +1,20 @@
-//! Calling a connection over HTTP: JSON body out, JSON body back.
+//! Calling a voice payment function's connection over HTTP: JSON body out, JSON body back.
 //!
 //! The start connection is called with [`call_start`], synchronously with its timeout and its
 //! `retries` (an unreachable or 5xx start connection is retried with a short doubling backoff;
-//! a 4xx is final). Success and failure connections are single [`call`]s made by the gateway's
-//! durable outbox, which owns their retries.
+//! a 4xx is final); its result goes back to the session as
+//! `tonegate_control::session::Input::StartResult`. Success and failure connections are single
+//! [`call`]s made by the durable outbox ([`crate::outbox`]), which owns their retries.
+//!
+//! Here, not in `tonegate-control`, because this crate is the one with sockets and clocks:
+//! control describes the connections (`tonegate_control::config::Connection`) and decides when
+//! to call them; this module makes the calls.
 
 use std::time::Duration;
 
 use serde_json::Value;
-
-use crate::config::{Auth, Connection, Method};
-use crate::session::StartFailure;
+use tonegate_control::config::{Auth, Connection, Method};
+use tonegate_control::session::StartFailure;
 
 /// Why a connection call failed.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -29,6 +33,7 @@ pub enum CallError {
     NotJson(String),
 }
 
+/// A failed start connection, as the session takes it.
 impl From<CallError> for StartFailure {
     fn from(e: CallError) -> Self {
         match e {
