@@ -39,6 +39,20 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== crate boundaries: no runtime, HTTP library or database in the sans-IO crates"
+# docs/architecture.md: only the gateway (and pci's connectors, behind the `connectors`
+# feature) may pull in tokio, an HTTP stack or a database.
+boundary_failed=0
+for spec in "tonegate-media" "tonegate-control" "tonegate-call" "tonegate-pci --no-default-features"; do
+  # shellcheck disable=SC2086
+  hits=$(cargo tree -p $spec -e normal --prefix none --locked | awk '{print $1}' | sort -u \
+    | grep -xE 'tokio|reqwest|axum|hyper|rusqlite|sqlx|tokio-postgres|mio' | tr '\n' ' ' || true)
+  if [ -n "$hits" ]; then
+    echo "crate boundary broken: $spec depends on $hits"
+    boundary_failed=1
+  fi
+done
+[ "$boundary_failed" = 0 ] || exit 1
 echo "== cargo test"
 cargo test --workspace --locked
 echo "== cargo doc (broken intra-doc links fail the run)"

@@ -1,7 +1,7 @@
 //! # tonegate-control: the voice payment function
 //!
-//! The voice payment function of the product page (`shared/seed/voice-payment-function.txt`),
-//! end to end except the media and the card: it never sees a digit, only the masked events of
+//! The voice payment function (a product page describes it; `docs/config.md` is this
+//! implementation's reference), end to end except the media and the card: it never sees a digit, only the masked events of
 //! `tonegate-pci`.
 //!
 //! ```text

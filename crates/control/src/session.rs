@@ -34,7 +34,7 @@ use tonegate_pci::{
 use crate::config::{Function, MessageKind, SetVariable};
 use crate::start::StartDetails;
 
-/// Where a session is (DESIGN.md's names).
+/// Where a session is (stable names, part of the API: `docs/serve.md`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
@@ -80,7 +80,7 @@ impl State {
     }
 }
 
-/// `failed_reason` on the failure connection (DESIGN.md's vocabulary).
+/// `failed_reason` on the failure connection (stable names, part of the API: `docs/config.md`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FailedReason {

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::card::MaskedCard;
 
-/// Why a payment failed (the `failed_reason` vocabulary of DESIGN.md, the part the PCI zone
+/// Why a payment failed (the `failed_reason` vocabulary of `docs/config.md`, the part the PCI zone
 /// decides; the voice payment function adds `caller-hung-up`, `start-connection-failed`,
 /// `invalid-start-response` and `internal-error`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
