@@ -62,6 +62,7 @@ use tonegate_control::session::{
 use tonegate_media::audio::AudioConfig;
 use tonegate_media::inband::InbandConfig;
 use tonegate_media::listener::{Listener, ListenerConfig, ListenerEvent};
+use tonegate_media::red::{unwrap_red, MAX_BLOCKS};
 use tonegate_media::rfc4733::{DecoderConfig, Ending, Rfc4733Error};
 use tonegate_media::scrub::ToneScrubber;
 use tonegate_media::{ClockRate, MediaDuration, MediaTime, Source};
@@ -95,6 +96,33 @@ pub struct CallConfig {
     pub audio: AudioConfig,
     /// In-band detector thresholds and kernel (also the relay's tone scrubber's kernel).
     pub inband: InbandConfig,
+    /// When a relay masks key presses in what it forwards.
+    pub masking: MaskingConfig,
+}
+
+/// When a relay masks the caller's key presses in what it forwards (`docs/pci-boundary.md`,
+/// "Masking"). Masking holds from the moment a payment session starts until `hold_over` after
+/// it ends, for the whole call when `whole_call` is set, and while DTMF is blocked on demand
+/// ([`CallInput::BlockDtmf`], the ng protocol's `block DTMF`). While it holds, telephone-event
+/// and RFC 2198 red packets are not forwarded and audio goes through the tone scrubber; a
+/// key press heard as telephone-events at any moment while masking held is never forwarded
+/// afterwards either (its end retransmissions, red copies of it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MaskingConfig {
+    /// Mask for the whole call, sessions or not (default false).
+    pub whole_call: bool,
+    /// How long masking outlasts a session (default 2 s: longer than a key press's end
+    /// retransmissions, RFC 2198 redundancy and a caller's last, late key).
+    pub hold_over: Duration,
+}
+
+impl Default for MaskingConfig {
+    fn default() -> Self {
+        MaskingConfig {
+            whole_call: false,
+            hold_over: Duration::from_secs(2),
+        }
+    }
 }
 
 impl Default for CallConfig {
@@ -106,6 +134,7 @@ impl Default for CallConfig {
             no_media_timeout: Duration::from_secs(30),
             audio: AudioConfig::default(),
             inband: InbandConfig::default(),
+            masking: MaskingConfig::default(),
         }
     }
 }
@@ -139,6 +168,9 @@ pub enum CallInput<'a> {
     ShutDown,
     /// The time [`Call::poll_timeout`] gave has come.
     Timeout,
+    /// Mask key presses on the relay from now on (`true`) whatever the sessions, or go back
+    /// to masking during sessions only (`false`): rtpengine's `block DTMF` / `unblock DTMF`.
+    BlockDtmf(bool),
 }
 
 /// What a call asks of the world.
@@ -233,6 +265,8 @@ pub enum CallError {
 struct Payment {
     session: Session,
     collector: Option<Collector>,
+    /// Whether the masking hold-over after this session's end has been started.
+    hold_over_started: bool,
 }
 
 /// One call. See the crate docs.
@@ -245,9 +279,39 @@ pub struct Call {
     payment: Option<Payment>,
     ended: bool,
     outputs: VecDeque<CallOutput>,
-    /// Per SSRC: takes key tones out of the audio a relay forwards during a session.
-    scrubbers: FxHashMap<u32, ToneScrubber>,
+    /// Per SSRC: what the relay does to the stream it forwards.
+    relayed: FxHashMap<u32, RelayedStream>,
     scrubbed: u64,
+    /// Masking on demand ([`CallInput::BlockDtmf`]).
+    blocked: bool,
+    /// Masking holds until then after the last session ended (its hold-over).
+    masked_until: Option<Instant>,
+}
+
+/// One forwarded stream's relay state.
+struct RelayedStream {
+    /// Takes key tones out of the audio while masking holds.
+    scrubber: ToneScrubber,
+    /// RTP timestamps (event starts) of telephone-events seen while masking held: their
+    /// packets stay unforwarded after masking ends (end retransmissions, red copies).
+    masked_events: [Option<u32>; 16],
+    next_masked: usize,
+    /// Packets not forwarded so far: forwarded packets' sequence numbers are lowered by this,
+    /// so that the other leg sees a continuous sequence.
+    dropped: u16,
+}
+
+impl RelayedStream {
+    fn remember(&mut self, timestamp: u32) {
+        if !self.masked_events.contains(&Some(timestamp)) {
+            self.masked_events[self.next_masked] = Some(timestamp);
+            self.next_masked = (self.next_masked + 1) % self.masked_events.len();
+        }
+    }
+
+    fn was_masked(&self, timestamp: u32) -> bool {
+        self.masked_events.contains(&Some(timestamp))
+    }
 }
 
 /// Running totals of a call, for metrics.
@@ -297,8 +361,10 @@ impl Call {
             payment: None,
             ended: false,
             outputs: VecDeque::new(),
-            scrubbers: FxHashMap::default(),
+            relayed: FxHashMap::default(),
             scrubbed: 0,
+            blocked: false,
+            masked_until: None,
         }
     }
 
@@ -351,6 +417,7 @@ impl Call {
             CallInput::HangUp => self.end(now, Input::HangUp),
             CallInput::ShutDown => self.end(now, Input::Shutdown),
             CallInput::Timeout => self.timeout(now),
+            CallInput::BlockDtmf(on) => self.blocked = on,
         }
         Ok(())
     }
@@ -398,40 +465,88 @@ impl Call {
             self.clock.map(now, ssrc, latest);
         }
         if let MediaMode::Relay(to) = self.config.mode {
-            self.relay(to, datagram, &packet);
+            self.relay(now, to, datagram, &packet);
         }
         self.drain_listener(now);
         result
     }
 
-    /// The relay policy: outside a session every packet goes out as it came; during one,
-    /// telephone-events are dropped, and a PCMU, PCMA or L16 packet that might hold a key tone
+    /// Whether masking holds at `now` (see [`MaskingConfig`]).
+    pub fn masking(&self, now: Instant) -> bool {
+        self.config.masking.whole_call
+            || self.blocked
+            || self.session_active()
+            || self.masked_until.is_some_and(|until| now < until)
+    }
+
+    /// The relay policy: while masking does not hold, every packet goes out as it came (but
+    /// telephone-events of a press heard while masking held); while it holds, telephone-event
+    /// and red packets are dropped, and a PCMU, PCMA or L16 packet that might hold a key tone
     /// (and the one after it) goes out as the codec's silence ([`ToneScrubber`]), while a
     /// packet in any other payload type, which cannot be inspected, is not forwarded at all
-    /// (the SDP answer offers PCMU and PCMA only).
-    fn relay(&mut self, to: SocketAddr, datagram: &[u8], packet: &RtpPacket<'_>) {
-        if !self.session_active() {
-            self.outputs
-                .push_back(CallOutput::Forward(to, datagram.to_vec()));
-            return;
-        }
-        if self.listener.is_event_payload_type(packet.payload_type()) {
-            return;
-        }
-        let Some(codec) = self.config.audio.codec(packet.payload_type()) else {
-            return;
-        };
-        // Where the payload lies in the datagram (after CSRCs and extension).
-        let at = packet.payload().as_ptr() as usize - datagram.as_ptr() as usize;
-        let payload = at..at + packet.payload().len();
-        let mut out = datagram.to_vec();
+    /// (the SDP answer offers PCMU and PCMA only). Forwarded packets are renumbered so that
+    /// the sequence stays continuous over dropped ones.
+    fn relay(&mut self, now: Instant, to: SocketAddr, datagram: &[u8], packet: &RtpPacket<'_>) {
+        let masking = self.masking(now);
         let kernel = self.config.inband.kernel;
-        let scrubber = self
-            .scrubbers
+        let stream = self
+            .relayed
             .entry(packet.ssrc())
-            .or_insert_with(|| ToneScrubber::with_kernel(kernel));
-        if scrubber.scrub(codec, &mut out[payload]) {
-            self.scrubbed += 1;
+            .or_insert_with(|| RelayedStream {
+                scrubber: ToneScrubber::with_kernel(kernel),
+                masked_events: [None; 16],
+                next_masked: 0,
+                dropped: 0,
+            });
+        let is_event = self.listener.is_event_payload_type(packet.payload_type());
+        let mut out = datagram.to_vec();
+        let forward = if is_event {
+            // The event starts this packet carries: its own timestamp and, in RFC 2198 red,
+            // each redundant block's (earlier events repeated).
+            let mut starts = [None; MAX_BLOCKS + 2];
+            starts[0] = Some(packet.timestamp());
+            if self
+                .config
+                .red_payload_types
+                .contains(&packet.payload_type())
+            {
+                if let Ok(blocks) = unwrap_red(packet.payload()) {
+                    for (slot, block) in starts.iter_mut().skip(1).zip(blocks.iter()) {
+                        *slot = Some(
+                            packet
+                                .timestamp()
+                                .wrapping_sub(u32::from(block.timestamp_offset)),
+                        );
+                    }
+                }
+            }
+            let mut starts = starts.into_iter().flatten();
+            if masking {
+                starts.for_each(|t| stream.remember(t));
+                false
+            } else {
+                !starts.any(|t| stream.was_masked(t))
+            }
+        } else if !masking {
+            true
+        } else if let Some(codec) = self.config.audio.codec(packet.payload_type()) {
+            // Where the payload lies in the datagram (after CSRCs and extension).
+            let at = packet.payload().as_ptr() as usize - datagram.as_ptr() as usize;
+            let payload = at..at + packet.payload().len();
+            if stream.scrubber.scrub(codec, &mut out[payload]) {
+                self.scrubbed += 1;
+            }
+            true
+        } else {
+            false
+        };
+        if !forward {
+            stream.dropped = stream.dropped.wrapping_add(1);
+            return;
+        }
+        if stream.dropped != 0 {
+            let seq = packet.sequence_number().wrapping_sub(stream.dropped);
+            out[2..4].copy_from_slice(&seq.to_be_bytes());
         }
         self.outputs.push_back(CallOutput::Forward(to, out));
     }
@@ -489,6 +604,7 @@ impl Call {
         self.payment = Some(Payment {
             session,
             collector: None,
+            hold_over_started: false,
         });
         self.pump(now);
         Ok(())
@@ -604,6 +720,11 @@ impl Call {
             if !moved {
                 break;
             }
+        }
+        // The hold-over runs from the moment the session is first seen ended.
+        if payment.session.state().is_terminal() && !payment.hold_over_started {
+            payment.hold_over_started = true;
+            self.masked_until = Some(now + self.config.masking.hold_over);
         }
     }
 }

@@ -44,6 +44,11 @@ pub struct ServeConfig {
     /// Success/failure deliveries: retried until this many hours after the session ended,
     /// default 24.
     pub webhook_deadline_hours: f64,
+    /// Relay mode: mask key presses for the whole of every call, not only during payment
+    /// sessions (default false; a call can ask for it with `mask_whole_call`).
+    pub mask_whole_call: bool,
+    /// Relay mode: how long masking outlasts a payment session, in milliseconds (default 2000).
+    pub mask_hold_over_ms: u64,
 }
 
 impl Default for ServeConfig {
@@ -64,6 +69,8 @@ impl Default for ServeConfig {
             webhook_backoff_base_ms: 1000,
             webhook_backoff_cap_seconds: 300,
             webhook_deadline_hours: 24.0,
+            mask_whole_call: false,
+            mask_hold_over_ms: 2000,
         }
     }
 }

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
-use tonegate_call::{Call, CallConfig, MediaMode};
+use tonegate_call::{Call, CallConfig, MaskingConfig, MediaMode};
 
 use super::call_task::{run_call, CallCommand};
 use super::error::{bad_json, error, ApiError};
@@ -43,6 +43,10 @@ pub struct CreateCall {
     #[serde(default)]
     #[schema(value_type = Option<String>, example = "127.0.0.1:40000")]
     pub relay_to: Option<SocketAddr>,
+    /// Relay mode: mask key presses for the whole call, not only during payment sessions
+    /// (default: the gateway's `mask_whole_call`).
+    #[serde(default)]
+    pub mask_whole_call: Option<bool>,
 }
 
 /// Creates a media leg from an SDP offer (or simple JSON) and answers with the gateway's RTP
@@ -64,6 +68,10 @@ pub(super) async fn create_call(
     let mut config = CallConfig {
         no_media_timeout: Duration::from_secs(g.config.no_media_timeout_seconds),
         inband: g.inband.clone(),
+        masking: MaskingConfig {
+            whole_call: body.mask_whole_call.unwrap_or(g.config.mask_whole_call),
+            hold_over: Duration::from_millis(g.config.mask_hold_over_ms),
+        },
         ..CallConfig::default()
     };
     let offer = match &body.sdp {
