@@ -1,6 +1,8 @@
 //! The `tonegate` gateway: the only crate with sockets, tasks and clocks. Its library holds
 //! what the binary's commands share and what the tests drive directly; `main.rs` is the CLI.
 
+#![forbid(unsafe_code)]
+
 pub mod connection;
 pub mod metrics;
 pub mod outbox;

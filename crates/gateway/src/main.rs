@@ -6,6 +6,10 @@
 //! side by side with spandsp when its harness is built. `check-config` validates a voice
 //! payment function file; `serve` runs the gateway and `demo` shows it end to end.
 
+// One `unsafe` call in the binary, allowed where it stands: the memory map of a capture
+// (cli/replay.rs). The library (`tonegate::serve`, the outbox) forbids unsafe code.
+#![deny(unsafe_code)]
+
 mod cli;
 
 use std::process::ExitCode;

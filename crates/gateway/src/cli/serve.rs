@@ -46,18 +46,26 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
     }
     let result = runtime().block_on(async {
         let mut config = tonegate::serve::ServeConfig::load(args.config.as_deref())?;
+        let mut generated = Vec::new();
         for (tokens, name) in [
             (&mut config.telephony_tokens, "telephony"),
             (&mut config.agent_tokens, "agent"),
         ] {
             if tokens.is_empty() {
-                let token = format!("{name}-{:016x}", rand_token());
-                tracing::warn!(
-                    "no {name} token configured: using {token} (set TONEGATE_{}_TOKEN)",
-                    name.to_uppercase()
-                );
+                let token = format!("{name}-{:032x}", rand::random::<u128>());
+                generated.push(format!("TONEGATE_{}_TOKEN={token}\n", name.to_uppercase()));
                 tokens.push(token);
             }
+        }
+        if !generated.is_empty() {
+            // A bearer token is a credential: it goes to a file only its owner can read, not
+            // to the log.
+            let path = config.data_dir.join("generated-tokens.env");
+            write_private(&path, &generated.concat())?;
+            tracing::warn!(
+                path = %path.display(),
+                "no telephony or agent token configured: generated tokens written to the file (set TONEGATE_TELEPHONY_TOKEN and TONEGATE_AGENT_TOKEN)"
+            );
         }
         let running = tonegate::serve::Gateway::start(config, None).await?;
         shutdown_signal().await;
@@ -74,18 +82,23 @@ pub(crate) fn run(args: ServeArgs) -> ExitCode {
     }
 }
 
-/// A token nobody can guess from the outside: the clock and the process id, hashed.
-fn rand_token() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.write_u32(std::process::id());
-    h.finish()
+/// Writes `text` to `path` (and its directory) readable by its owner only.
+fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -44,6 +44,10 @@ pub struct ServeConfig {
     /// Success/failure deliveries: retried until this many hours after the session ended,
     /// default 24.
     pub webhook_deadline_hours: f64,
+    /// Serve with the sandbox processor on an address other than loopback (default false: the
+    /// sandbox approves every valid card it does not know, so a gateway reachable from the
+    /// network refuses to start with it unless this says it is meant).
+    pub allow_sandbox: bool,
     /// Relay mode: mask key presses for the whole of every call, not only during payment
     /// sessions (default false; a call can ask for it with `mask_whole_call`).
     pub mask_whole_call: bool,
@@ -69,6 +73,7 @@ impl Default for ServeConfig {
             webhook_backoff_base_ms: 1000,
             webhook_backoff_cap_seconds: 300,
             webhook_deadline_hours: 24.0,
+            allow_sandbox: false,
             mask_whole_call: false,
             mask_hold_over_ms: 2000,
         }

@@ -16,6 +16,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tonegate_control::config::Function;
 use tonegate_control::session::{AgentEvent, State};
+use tonegate_pci::processor::config::ProcessorConfig;
 use tonegate_pci::{Processor, YearMonth};
 
 use super::call_task::CallCommand;
@@ -146,6 +147,19 @@ impl Gateway {
             }
             functions.insert(f.name.clone(), Arc::new(f));
         }
+        if matches!(config.processor, ProcessorConfig::Sandbox(_)) {
+            if !config.listen.ip().is_loopback() && !config.allow_sandbox {
+                anyhow::bail!(
+                    "the processor is the sandbox (test cards; every other valid card is approved) \
+                     and the gateway listens on {}: configure `processor` for real payments, or set \
+                     `allow_sandbox: true` for a test deployment",
+                    config.listen
+                );
+            }
+            tracing::warn!(
+                "the processor is the sandbox: no card is charged, every valid card it does not know is approved"
+            );
+        }
         let processor: Arc<dyn Processor> = Arc::from(config.processor.build()?);
         let client = crate::connection::client();
         let (deliver, outbox): (Arc<dyn Deliver>, Option<Arc<Outbox>>) = match deliver {
@@ -206,13 +220,11 @@ impl Gateway {
         })
     }
 
+    /// A new id: `prefix` and 128 random bits. Session references are unguessable and unique
+    /// across processes and restarts (a processor's idempotency key is derived from them).
     pub(super) fn id(&self, prefix: &str) -> String {
-        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        format!("{prefix}_{n:x}{nanos:08x}")
+        self.next_id.fetch_add(1, Ordering::Relaxed);
+        format!("{prefix}_{:032x}", rand::random::<u128>())
     }
 
     /// New calls and sessions are refused while draining (after SIGTERM).
