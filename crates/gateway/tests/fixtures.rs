@@ -28,9 +28,17 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// Runs the binary. These tests read the keys of test fixtures, so `replay` gets
+/// `--show-keys` (digits are masked by default: `fixtures.rs::digits_are_masked_unless_asked_for`).
 fn tonegate(args: &[&str]) -> Output {
+    let show: &[&str] = if args.first() == Some(&"replay") {
+        &["--show-keys"]
+    } else {
+        &[]
+    };
     Command::new(env!("CARGO_BIN_EXE_tonegate"))
         .args(args)
+        .args(show)
         .current_dir(root())
         .output()
         .expect("tonegate runs")
@@ -265,4 +273,46 @@ fn rtp_on_a_named_port_is_found_without_the_heuristic() {
     assert_eq!(presses, 4);
     let out = tonegate(&["replay", "fixtures/rfc4733/basic.pcap", "--port", "5060"]);
     assert_eq!(out.status.code(), Some(1), "no RTP on port 5060");
+}
+
+/// A capture of a real payment holds the card as key presses: `replay` prints digits as `?`
+/// unless `--show-keys` is given, in text and JSON, for captures and WAVs; `*`, `#` and
+/// `A`-`D` are shown either way.
+#[test]
+fn digits_are_masked_unless_asked_for() {
+    for (file, shown) in [
+        ("fixtures/rfc4733/basic.pcap", "4111"),
+        ("fixtures/inband/nominal.wav", ""),
+    ] {
+        for format in ["text", "json"] {
+            let out = Command::new(env!("CARGO_BIN_EXE_tonegate"))
+                .args(["replay", file, "--format", format])
+                .current_dir(root())
+                .output()
+                .expect("tonegate runs");
+            assert!(out.status.success());
+            let text = String::from_utf8_lossy(&out.stdout);
+            let keys: Vec<&str> = text
+                .lines()
+                .filter_map(|l| {
+                    l.split_once("key ")
+                        .map(|(_, k)| &k[..1])
+                        .or_else(|| l.split_once("\"key\":\"").map(|(_, k)| &k[..1]))
+                })
+                .collect();
+            assert!(!keys.is_empty(), "{file} {format}: {text}");
+            assert!(
+                keys.iter().all(|k| !k.chars().all(|c| c.is_ascii_digit())),
+                "{file} {format}: a digit printed: {keys:?}"
+            );
+            let shown_out = tonegate(&["replay", file, "--format", format]);
+            let revealed = String::from_utf8_lossy(&shown_out.stdout);
+            for digit in shown.chars() {
+                assert!(
+                    revealed.contains(&format!("key {digit}"))
+                        || revealed.contains(&format!("\"key\":\"{digit}\""))
+                );
+            }
+        }
+    }
 }

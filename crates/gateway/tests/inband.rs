@@ -12,9 +12,17 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// Runs the binary. These tests read the keys of test fixtures, so `replay` gets
+/// `--show-keys` (digits are masked by default: `fixtures.rs::digits_are_masked_unless_asked_for`).
 fn tonegate(args: &[&str]) -> Output {
+    let show: &[&str] = if args.first() == Some(&"replay") {
+        &["--show-keys"]
+    } else {
+        &[]
+    };
     Command::new(env!("CARGO_BIN_EXE_tonegate"))
         .args(args)
+        .args(show)
         .current_dir(root())
         .output()
         .expect("tonegate runs")
@@ -244,6 +252,7 @@ fn output_closed_by_the_reader_ends_quietly_with_status_141() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tonegate"))
         .arg("replay")
         .arg(&wav)
+        .arg("--show-keys")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -52,6 +52,10 @@ pub(crate) struct ReplayArgs {
     /// Captures: payload type carrying L16/8000 mono audio (repeatable).
     #[arg(long = "l16-pt", value_name = "PT", value_parser = clap::value_parser!(u8).range(0..=127))]
     l16_pt: Vec<u8>,
+    /// Print digit keys as they are. Without it digits print as `?` (`*`, `#`, `A`-`D` are
+    /// always shown): a capture of a real payment holds card data.
+    #[arg(long)]
+    pub(crate) show_keys: bool,
     /// WAV only: draw the eight band levels over time with each detected press marked, as PNG.
     #[arg(long, value_name = "FILE.png")]
     plot: Option<PathBuf>,

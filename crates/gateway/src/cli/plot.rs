@@ -47,6 +47,7 @@ fn glyph(c: char) -> Option<[u8; 5]> {
         'D' => [6, 5, 5, 5, 6],
         's' => [0, 7, 4, 1, 7],
         '.' => [0, 0, 0, 0, 2],
+        '?' => [7, 1, 2, 0, 2],
         _ => return None,
     })
 }
@@ -84,6 +85,7 @@ pub(crate) fn timeline(
     bands: &[[f32; 8]],
     presses: &[InbandPress],
     samples: usize,
+    show_keys: bool,
 ) -> anyhow::Result<()> {
     let height = (TOP + 8 * STRIP + 40) as u32;
     let root = BitMapBackend::new(png, (WIDTH, height)).into_drawing_area();
@@ -100,7 +102,8 @@ pub(crate) fn timeline(
             [(x0, TOP), (x1, TOP + 8 * STRIP)],
             RGBColor(255, 235, 150).filled(),
         ))?;
-        text(&root, &p.press.key().as_char().to_string(), x0, 8, 5, BLACK)?;
+        let label = super::output::key_label(p.press.key(), show_keys);
+        text(&root, &label, x0, 8, 5, BLACK)?;
     }
     for (band, name) in BANDS.iter().enumerate() {
         // Low group at the bottom, high group on top, as a keypad is read.

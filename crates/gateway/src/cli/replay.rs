@@ -16,7 +16,7 @@ use tonegate_media::rfc4733::DecoderConfig;
 use tonegate_media::sdp::SdpPayloadTypes;
 use tonegate_media::Millis;
 
-use super::output::{ending_name, round3};
+use super::output::{ending_name, key_label, round3};
 use super::{Format, ReplayArgs};
 
 /// Captures smaller than this replay too fast for a progress bar to be worth drawing.
@@ -177,7 +177,7 @@ fn decode(
                 replay.handle_frame(&frame);
                 frames += 1;
                 for press in replay.drain_presses() {
-                    print_press(&mut out, args.format, &press)?;
+                    print_press(&mut out, args.format, args.show_keys, &press)?;
                 }
                 if frames.is_multiple_of(65_536) {
                     if let Some(bar) = &progress {
@@ -196,7 +196,7 @@ fn decode(
     }
     let (streams, counts) = replay.finish();
     for press in replay.drain_presses() {
-        print_press(&mut out, args.format, &press)?;
+        print_press(&mut out, args.format, args.show_keys, &press)?;
     }
     if streams.is_empty() && damage.is_none() {
         out.flush()?;
@@ -236,9 +236,14 @@ fn map_file(file: &File) -> io::Result<memmap2::Mmap> {
     Ok(map)
 }
 
-fn print_press(out: &mut impl Write, format: Format, press: &ReplayPress) -> io::Result<()> {
+fn print_press(
+    out: &mut impl Write,
+    format: Format,
+    show_keys: bool,
+    press: &ReplayPress,
+) -> io::Result<()> {
     let p = &press.press;
-    let key = p.key().as_char().to_string();
+    let key = key_label(p.key(), show_keys);
     let duration = p.duration().as_millis().0;
     match format {
         Format::Json => {

@@ -9,7 +9,7 @@ use tonegate_media::inband::{InbandDetector, InbandEvent, InbandPress};
 use tonegate_media::wav::{read_wav, WavAudio, WavEncoding};
 use tonegate_media::{ClockRate, MediaTime};
 
-use super::output::{ending_name, round3};
+use super::output::{ending_name, key_label, round3};
 use super::{Format, ReplayArgs};
 
 /// Samples per call into the detector: one 20 ms RTP packet's worth, as on a live call.
@@ -81,7 +81,7 @@ pub(crate) fn replay_wav(args: &ReplayArgs, path: &Path) -> anyhow::Result<()> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     for p in &detection.presses {
-        let key = p.press.key().as_char().to_string();
+        let key = key_label(p.press.key(), args.show_keys);
         let start = p.press.start().ticks() as f64 / 8.0;
         let duration = p.press.duration().as_millis().0;
         match args.format {
@@ -149,6 +149,7 @@ pub(crate) fn replay_wav(args: &ReplayArgs, path: &Path) -> anyhow::Result<()> {
             &detection.bands,
             &detection.presses,
             audio.samples.len(),
+            args.show_keys,
         )
         .with_context(|| format!("cannot draw {}", png.display()))?;
         eprintln!("tonegate: timeline drawn to {}", png.display());
