@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::panic;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -14,6 +13,7 @@ use common::at;
 use tonegate_media::Key;
 use tonegate_pci::processor::sandbox::Sandbox;
 use tonegate_pci::{pay, Collector, CollectorConfig, PaymentRequest, YearMonth};
+use tonegate_testkit::logs::LogCapture;
 
 const NUMBER: &str = "4242424242424242";
 const CVC: &str = "739";
@@ -35,19 +35,6 @@ fn forbidden() -> Vec<&'static str> {
     ]
 }
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn request(session: &str) -> PaymentRequest {
     common::request(session, 4200)
 }
@@ -56,14 +43,8 @@ fn request(session: &str) -> PaymentRequest {
 // The literal unwraps are the point: they panic with card data in hand.
 #[allow(clippy::unnecessary_literal_unwrap)]
 fn no_card_data_in_logs_events_outcomes_debug_output_or_panics() {
-    let logs = Capture::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .without_time()
-        .with_ansi(false)
-        .finish();
+    let logs = LogCapture::new();
+    let subscriber = logs.subscriber();
     let mut seen: Vec<String> = Vec::new();
 
     tracing::subscriber::with_default(subscriber, || {
@@ -123,7 +104,7 @@ fn no_card_data_in_logs_events_outcomes_debug_output_or_panics() {
     let panics = panics.lock().unwrap().clone();
     assert_eq!(panics.len(), 3, "each case panicked: {panics:?}");
 
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert!(
         logs.contains("sending payment to processor") && logs.contains("visa ending 4242"),
         "the capture is real: {logs}"

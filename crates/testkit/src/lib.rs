@@ -8,7 +8,8 @@
 //! - [`capture`]: the same datagrams as captured frames (raw IPv4 + UDP), for replays;
 //! - [`caller`]: a phone on a real UDP socket, sending RTP to a running gateway;
 //! - [`agent`]: the agent side over the gateway's HTTP API and event stream;
-//! - [`standin`]: stand-ins for the customer's endpoints, a real HTTP server on 127.0.0.1.
+//! - [`standin`]: stand-ins for the customer's endpoints, a real HTTP server on 127.0.0.1;
+//! - [`logs`]: log capture for the leak tests (a `tracing_subscriber` writer and subscriber).
 //!
 //! It holds no product logic: a helper here must never stand in for the code under test. The
 //! binary links it for `tonegate demo` only (its stand-ins and simulated caller); the service
@@ -19,6 +20,7 @@
 pub mod agent;
 pub mod caller;
 pub mod capture;
+pub mod logs;
 pub mod phone;
 pub mod standin;
 pub mod tone;

@@ -4,7 +4,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use tokio::net::{TcpListener, TcpStream};
@@ -13,6 +13,7 @@ use tonegate_pci::{
     CollectEvent, Collector, CollectorConfig, Currency, MinorUnits, PaymentRequest, PaymentType,
     SealedCard, TokenType, YearMonth,
 };
+use tonegate_testkit::logs::LogCapture;
 
 fn at(ms: u64) -> MediaTime {
     MediaTime::new(ms * 8, ClockRate::NARROWBAND)
@@ -173,39 +174,12 @@ pub async fn serve_tls(router: Router, config: Arc<rustls::ServerConfig>) -> Soc
 /// caches each callsite's interest globally, so a test running in parallel without a
 /// subscriber can switch a callsite off for everyone.) Other tests' logs being in the buffer
 /// only makes the leak checks stricter.
-#[derive(Clone, Default)]
-pub struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Captured {
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-pub fn capture_traces() -> (Captured, ()) {
-    static GLOBAL: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+pub fn capture_traces() -> (LogCapture, ()) {
+    static GLOBAL: std::sync::OnceLock<LogCapture> = std::sync::OnceLock::new();
     let captured = GLOBAL
         .get_or_init(|| {
-            let captured = Captured::default();
-            let writer = captured.clone();
-            let subscriber = tracing_subscriber::fmt()
-                .with_max_level(tracing::Level::TRACE)
-                .with_ansi(false)
-                .without_time()
-                .with_writer(move || writer.clone())
-                .finish();
-            tracing::subscriber::set_global_default(subscriber)
+            let captured = LogCapture::new();
+            tracing::subscriber::set_global_default(captured.subscriber())
                 .expect("no other global subscriber in this test binary");
             captured
         })
