@@ -3,13 +3,13 @@
 //! captured; none may hold the card number, the security code, the expiry or the postal code.
 //! Only the last four digits may appear, and only as part of a masked card.
 
-mod common;
+mod support;
 
 use std::panic;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use common::at;
+use support::at;
 use tonegate_media::Key;
 use tonegate_pci::processor::sandbox::Sandbox;
 use tonegate_pci::{pay, Collector, CollectorConfig, PaymentRequest, YearMonth};
@@ -36,7 +36,7 @@ fn forbidden() -> Vec<&'static str> {
 }
 
 fn request(session: &str) -> PaymentRequest {
-    common::request(session, 4200)
+    support::request(session, 4200)
 }
 
 #[test]
@@ -88,7 +88,7 @@ fn no_card_data_in_logs_events_outcomes_debug_output_or_panics() {
     panic::set_hook(Box::new(move |info| {
         sink.lock().unwrap().push(info.to_string());
     }));
-    let card = || common::card(NUMBER, EXPIRY, CVC);
+    let card = || support::card(NUMBER, EXPIRY, CVC, POSTAL);
     let _ = panic::catch_unwind(|| Err::<(), _>(card()).unwrap());
     let _ = panic::catch_unwind(|| Ok::<_, ()>(card()).unwrap_err());
     let _ = panic::catch_unwind(|| {

@@ -1,5 +1,6 @@
-//! Shared by the processor tests: a sealed card through the public collector, mock servers on
-//! 127.0.0.1 (plain and TLS), tracing capture, and the no-leak check.
+//! Shared by the pci tests: a sealed card or bank account through the public collector only,
+//! payment requests, mock servers on 127.0.0.1 (plain and TLS), tracing capture, and the
+//! no-leak check.
 #![allow(dead_code)] // each test file uses a different part
 
 use std::io;
@@ -15,7 +16,8 @@ use tonegate_pci::{
 };
 use tonegate_testkit::logs::LogCapture;
 
-fn at(ms: u64) -> MediaTime {
+/// Media time `ms` milliseconds into the collection (8 kHz).
+pub fn at(ms: u64) -> MediaTime {
     MediaTime::new(ms * 8, ClockRate::NARROWBAND)
 }
 
@@ -79,21 +81,31 @@ pub fn bank(routing_number: &str, account_number: &str) -> SealedCard {
     collector.take_card().expect("a complete bank account")
 }
 
-/// A charge of `amount` cents in USD for session `session`.
-pub fn charge(session: &str, amount: u64) -> PaymentRequest {
+/// A charge of `amount` cents in USD for session `session`, with an invoice id: what the
+/// sandbox and leak tests pay with.
+pub fn request(session: &str, amount: u64) -> PaymentRequest {
     let mut processor_parameters = serde_json::Map::new();
     processor_parameters.insert("invoice_id".into(), "INV-10482".into());
-    processor_parameters.insert("attempt".into(), 2.into());
-    processor_parameters.insert("is_postal_code_required".into(), true.into());
-    processor_parameters.insert("min_postal_code_length".into(), 5.into());
     PaymentRequest {
         session_reference: session.to_owned(),
         amount: MinorUnits(amount),
         currency: Currency::new("usd").unwrap(),
-        description: Some("Invoice INV-10482".to_owned()),
+        description: Some("Order #10482".to_owned()),
         processor_parameters,
         token_type: None,
     }
+}
+
+/// [`request`] with what the connector tests render into their templates and forms: an
+/// invoice description, an attempt number and the postal-code parameters.
+pub fn charge(session: &str, amount: u64) -> PaymentRequest {
+    let mut charge = request(session, amount);
+    charge.description = Some("Invoice INV-10482".to_owned());
+    let parameters = &mut charge.processor_parameters;
+    parameters.insert("attempt".into(), 2.into());
+    parameters.insert("is_postal_code_required".into(), true.into());
+    parameters.insert("min_postal_code_length".into(), 5.into());
+    charge
 }
 
 /// A tokenize request (amount 0) for `token_type`.
