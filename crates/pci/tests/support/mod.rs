@@ -117,12 +117,7 @@ pub fn tokenize(session: &str, token_type: TokenType) -> PaymentRequest {
 }
 
 /// Serves `router` on 127.0.0.1 (a free port) until the test's runtime ends.
-pub async fn serve(router: Router) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    addr
-}
+pub use tonegate_testkit::standin::serve;
 
 /// A self-signed certificate for 127.0.0.1 and localhost: (certificate PEM, server config).
 pub fn self_signed() -> (String, Arc<rustls::ServerConfig>) {
