@@ -53,6 +53,7 @@ use futures_util::{Stream, StreamExt};
 use serde_json::{json, Value};
 use tonegate::serve::{Gateway, ServeConfig};
 use tonegate_media::Key;
+use tonegate_testkit::rtp;
 use tonegate_testkit::standin::{customer_endpoints, demo_function};
 
 const ROLE: &str = "TONEGATE_LOAD_ROLE";
@@ -446,31 +447,25 @@ impl Line {
             }
         }
         buf.clear();
-        buf.extend_from_slice(&[0x80, 0]);
-        buf.extend_from_slice(&self.seq.to_be_bytes());
         match (self.step, self.key) {
             (1..=8, Some(key)) => {
                 let i = u16::from(self.step);
                 let end = i > 5;
                 let duration = i.min(5) * 160;
-                buf[1] = 101 | if i == 1 { 0x80 } else { 0 };
-                buf.extend_from_slice(&self.press_ts.to_be_bytes());
-                buf.extend_from_slice(&self.ssrc.to_be_bytes());
-                buf.extend_from_slice(&[
+                let event = [
                     key.event_code(),
                     (u8::from(end) << 7) | 10,
                     (duration >> 8) as u8,
                     duration as u8,
-                ]);
+                ];
+                rtp::write(buf, 101, i == 1, self.seq, self.press_ts, self.ssrc, &event);
                 if i == 6 {
                     self.ends.push(Instant::now());
                 }
                 self.step += 1;
             }
             _ => {
-                buf.extend_from_slice(&self.ts.to_be_bytes());
-                buf.extend_from_slice(&self.ssrc.to_be_bytes());
-                buf.extend_from_slice(&[0xFF; 160]);
+                rtp::write(buf, 0, false, self.seq, self.ts, self.ssrc, &[0xFF; 160]);
                 if self.step > 0 {
                     self.step = if self.step >= 13 { 0 } else { self.step + 1 };
                 }

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use rtp_types::RtpPacketBuilder;
 use tonegate_media::capture::Frame;
 use tonegate_media::g711::Law;
 use tonegate_media::key::Source;
@@ -42,14 +41,7 @@ fn ipv4_udp(rtp: &[u8]) -> Vec<u8> {
 }
 
 fn rtp(seq: u16, pt: u8, ts: u32, payload: &[u8]) -> Vec<u8> {
-    RtpPacketBuilder::<&[u8], &[u8]>::new()
-        .payload_type(pt)
-        .sequence_number(seq)
-        .timestamp(ts)
-        .ssrc(SSRC)
-        .payload(payload)
-        .write_vec()
-        .unwrap()
+    tonegate_testkit::rtp::packet(pt, false, seq, ts, SSRC, payload)
 }
 
 /// One second of PCMU with key 7 (852 + 1209 Hz, -10 dBm0) from 300 to 420 ms, and, when

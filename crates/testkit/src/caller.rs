@@ -4,14 +4,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
-use rtp_types::RtpPacketBuilder;
+use anyhow::bail;
 use tokio::net::UdpSocket;
 use tonegate_media::g711::Law;
 use tonegate_media::rfc4733::EventPayload;
 use tonegate_media::Key;
 
-use crate::tone;
+use crate::{rtp, tone};
 
 /// A caller's phone sending RTP: PCMU every 20 ms and RFC 4733 telephone-events on PT 101.
 /// `pace` is the wall time between packets (20 ms is real time; less replays faster, which
@@ -40,14 +39,7 @@ impl Caller {
     }
 
     async fn send(&mut self, pt: u8, ts: u32, payload: &[u8]) -> anyhow::Result<()> {
-        let p = RtpPacketBuilder::<&[u8], &[u8]>::new()
-            .payload_type(pt)
-            .sequence_number(self.seq)
-            .timestamp(ts)
-            .ssrc(self.ssrc)
-            .payload(payload)
-            .write_vec()
-            .context("an RTP packet")?;
+        let p = rtp::packet(pt, false, self.seq, ts, self.ssrc, payload);
         self.seq = self.seq.wrapping_add(1);
         self.socket.send_to(&p, self.to).await?;
         tokio::time::sleep(self.pace).await;

@@ -3,6 +3,7 @@
 //! Dev-only (a dev-dependency of every crate that uses it, and of nothing in production):
 //!
 //! - [`tone`]: DTMF tone pairs and levels in dBm0, as 16-bit linear samples;
+//! - [`rtp`]: RTP packets with the header fields a test chooses;
 //! - [`phone`]: a simulated caller's RTP stream (PCMU audio, in-band tones, RFC 4733 key
 //!   presses), as datagrams with their send times;
 //! - [`capture`]: the same datagrams as captured frames (raw IPv4 + UDP), for replays;
@@ -22,5 +23,6 @@ pub mod caller;
 pub mod capture;
 pub mod logs;
 pub mod phone;
+pub mod rtp;
 pub mod standin;
 pub mod tone;

@@ -6,12 +6,11 @@
 
 use std::time::Duration;
 
-use rtp_types::RtpPacketBuilder;
 use tonegate_media::g711::Law;
 use tonegate_media::rfc4733::EventPayload;
 use tonegate_media::Key;
 
-use crate::tone;
+use crate::{rtp, tone};
 
 /// One datagram and when the phone sent it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,15 +71,7 @@ impl Phone {
 
     /// An RTP packet with the next sequence number.
     pub fn packet(&mut self, pt: u8, marker: bool, ts: u32, payload: &[u8]) -> Vec<u8> {
-        let bytes = RtpPacketBuilder::<&[u8], &[u8]>::new()
-            .payload_type(pt)
-            .marker_bit(marker)
-            .sequence_number(self.seq)
-            .timestamp(ts)
-            .ssrc(self.ssrc)
-            .payload(payload)
-            .write_vec()
-            .expect("a valid RTP packet");
+        let bytes = rtp::packet(pt, marker, self.seq, ts, self.ssrc, payload);
         self.seq = self.seq.wrapping_add(1);
         bytes
     }
