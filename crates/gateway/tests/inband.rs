@@ -229,13 +229,15 @@ fn pcm_wav(samples: &[i16]) -> Vec<u8> {
 fn output_closed_by_the_reader_ends_quietly_with_status_141() {
     // 1,000 presses of key 5 (60 ms on, 60 ms off): far more text than a pipe holds, so
     // `tonegate replay ... | head -1` closes stdout while replay is still writing.
+    let (low, high) = tonegate_media::Key::from_char('5').unwrap().frequencies();
+    let (low, high) = (f64::from(low), f64::from(high));
     let mut samples = Vec::new();
     for _ in 0..1000 {
         for n in 0..480 {
             let t = n as f64 / 8000.0;
             let x = 3000.0
-                * ((2.0 * std::f64::consts::PI * 770.0 * t).sin()
-                    + (2.0 * std::f64::consts::PI * 1336.0 * t).sin());
+                * ((2.0 * std::f64::consts::PI * low * t).sin()
+                    + (2.0 * std::f64::consts::PI * high * t).sin());
             samples.push(x as i16);
         }
         samples.extend(std::iter::repeat_n(0i16, 480));

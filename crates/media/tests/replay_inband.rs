@@ -10,6 +10,8 @@ use tonegate_media::key::Source;
 use tonegate_media::replay::{Replay, ReplayConfig};
 use tonegate_media::rfc4733::EventPayload;
 use tonegate_media::udp::LinkType;
+use tonegate_media::Key;
+use tonegate_testkit::tone;
 
 const SSRC: u32 = 0x1234_5678;
 
@@ -48,15 +50,16 @@ fn rtp(seq: u16, pt: u8, ts: u32, payload: &[u8]) -> Vec<u8> {
 /// `events`, the same press as RFC 4733 events (every 20 ms, end sent three times). Returns
 /// (arrival, packet) in sending order.
 fn call(events: bool) -> Vec<(Duration, Vec<u8>)> {
-    let a = 32767.0
-        * 10f64.powf((-10.0 - f64::from(tonegate_media::g711::FULL_SCALE_SINE_DBM0)) / 20.0);
+    let a = tone::amplitude(-10.0);
+    let (low, high) = Key::from_char('7').unwrap().frequencies();
+    let (low, high) = (f64::from(low), f64::from(high));
     let audio: Vec<u8> = (0..8000)
         .map(|n| {
             let t = f64::from(n) / 8000.0;
             let on = (2400..3360).contains(&n);
             let v = if on {
-                a * ((2.0 * std::f64::consts::PI * 852.0 * t).sin()
-                    + (2.0 * std::f64::consts::PI * 1209.0 * t + 1.0).sin())
+                a * ((2.0 * std::f64::consts::PI * low * t).sin()
+                    + (2.0 * std::f64::consts::PI * high * t + 1.0).sin())
             } else {
                 0.0
             };
