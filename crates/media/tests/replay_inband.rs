@@ -11,36 +11,10 @@ use tonegate_media::replay::{Replay, ReplayConfig};
 use tonegate_media::rfc4733::EventPayload;
 use tonegate_media::udp::LinkType;
 use tonegate_media::Key;
+use tonegate_testkit::capture::udp_frame;
 use tonegate_testkit::tone;
 
 const SSRC: u32 = 0x1234_5678;
-
-/// Raw IPv4 + UDP around an RTP packet, 10.0.0.1:4000 -> 10.0.0.2:5000.
-fn ipv4_udp(rtp: &[u8]) -> Vec<u8> {
-    let udp_len = 8 + rtp.len();
-    let total = 20 + udp_len;
-    let mut f = vec![
-        0x45,
-        0,
-        (total >> 8) as u8,
-        total as u8,
-        0,
-        0,
-        0,
-        0,
-        64,
-        17,
-        0,
-        0,
-    ];
-    f.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
-    f.extend_from_slice(&4000u16.to_be_bytes());
-    f.extend_from_slice(&5000u16.to_be_bytes());
-    f.extend_from_slice(&(udp_len as u16).to_be_bytes());
-    f.extend_from_slice(&[0, 0]);
-    f.extend_from_slice(rtp);
-    f
-}
 
 fn rtp(seq: u16, pt: u8, ts: u32, payload: &[u8]) -> Vec<u8> {
     tonegate_testkit::rtp::packet(pt, false, seq, ts, SSRC, payload)
@@ -98,7 +72,12 @@ fn replay(packets: &[(Duration, Vec<u8>)], inband: bool) -> (Vec<(char, Source)>
     let mut r = Replay::new(config, std::time::Instant::now());
     let mut presses = Vec::new();
     for (i, (at, packet)) in packets.iter().enumerate() {
-        let data = ipv4_udp(packet);
+        // Raw IPv4 + UDP around the RTP packet, 10.0.0.1:4000 -> 10.0.0.2:5000.
+        let data = udp_frame(
+            "10.0.0.1:4000".parse().unwrap(),
+            "10.0.0.2:5000".parse().unwrap(),
+            packet,
+        );
         r.handle_frame(&Frame {
             number: i as u64 + 1,
             timestamp: *at,
