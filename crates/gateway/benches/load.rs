@@ -53,7 +53,7 @@ use futures_util::{Stream, StreamExt};
 use serde_json::{json, Value};
 use tonegate::serve::{Gateway, ServeConfig};
 use tonegate_media::Key;
-use tonegate_testkit::rtp;
+use tonegate_testkit::{cards, rtp};
 use tonegate_testkit::standin::{customer_endpoints, demo_function};
 
 const ROLE: &str = "TONEGATE_LOAD_ROLE";
@@ -687,32 +687,6 @@ impl Ctx {
     }
 }
 
-/// A random valid Visa number (not one of the sandbox's decline cards, which start 4000).
-fn random_card() -> String {
-    let mut digits: Vec<u8> = vec![4, rand::random_range(1..10)];
-    digits.extend((0..13).map(|_| rand::random_range(0..10u8)));
-    let sum: u32 = digits
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, &d)| {
-            let d = u32::from(d);
-            if i % 2 == 0 {
-                let doubled = d * 2;
-                if doubled > 9 {
-                    doubled - 9
-                } else {
-                    doubled
-                }
-            } else {
-                d
-            }
-        })
-        .sum();
-    digits.push(((10 - sum % 10) % 10) as u8);
-    digits.iter().map(|d| char::from(b'0' + d)).collect()
-}
-
 fn digits(n: usize) -> String {
     (0..n)
         .map(|_| char::from(b'0' + rand::random_range(0..10u8)))
@@ -822,7 +796,7 @@ async fn pay(
             break;
         }
     }
-    let card = random_card();
+    let card = cards::random_visa();
     let cvc = digits(3);
     let postal = digits(5);
     let expected = expected_events(&card, &cvc, &postal);

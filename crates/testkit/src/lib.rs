@@ -10,7 +10,8 @@
 //! - [`caller`]: a phone on a real UDP socket, sending RTP to a running gateway;
 //! - [`agent`]: the agent side over the gateway's HTTP API and event stream;
 //! - [`standin`]: stand-ins for the customer's endpoints, a real HTTP server on 127.0.0.1;
-//! - [`logs`]: log capture for the leak tests (a `tracing_subscriber` writer and subscriber).
+//! - [`logs`]: log capture for the leak tests (a `tracing_subscriber` writer and subscriber);
+//! - [`cards`]: valid test card numbers, generated (inputs, never the oracle of a pci test).
 //!
 //! It holds no product logic: a helper here must never stand in for the code under test. The
 //! binary links it for `tonegate demo` only (its stand-ins and simulated caller); the service
@@ -21,6 +22,7 @@
 pub mod agent;
 pub mod caller;
 pub mod capture;
+pub mod cards;
 pub mod logs;
 pub mod phone;
 pub mod rtp;
