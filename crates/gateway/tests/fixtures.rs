@@ -1,9 +1,12 @@
 //! Every fixture under `fixtures/` replayed through the real `tonegate replay` binary, checked
 //! against its manifest (which `scripts/tshark_presses.py --check` checks against tshark).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::PathBuf;
+use std::process::Output;
+
+use common::{root, tonegate};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -22,18 +25,6 @@ struct Fixture {
     durations_ms: Option<Vec<f64>>,
     #[serde(default)]
     expect_error: String,
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn tonegate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tonegate"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("tonegate runs")
 }
 
 fn json_lines(stdout: &[u8]) -> Vec<Value> {

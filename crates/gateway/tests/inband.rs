@@ -5,20 +5,12 @@
 //! sets TONEGATE_REQUIRE_SPANDSP=1 and TONEGATE_REQUIRE_TALKOFF=1 so that their absence fails
 //! CI instead of skipping silently.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn tonegate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tonegate"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("tonegate runs")
-}
+use common::{root, tonegate, tonegate_command};
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -165,10 +157,9 @@ fn conformance_passes_every_q24_row_and_runs_spandsp_beside_it() {
 fn conformance_passes_every_q24_row_with_the_portable_kernel_too() {
     // The machine's fastest kernel (AVX2 + FMA here) runs everywhere else; this is the one
     // a CPU without them gets.
-    let o = Command::new(env!("CARGO_BIN_EXE_tonegate"))
+    let o = tonegate_command()
         .arg("conformance")
         .env("TONEGATE_INBAND_KERNEL", "portable")
-        .current_dir(root())
         .output()
         .expect("tonegate runs");
     let table = stdout(&o);
@@ -177,10 +168,9 @@ fn conformance_passes_every_q24_row_with_the_portable_kernel_too() {
         table.contains("tonegate (portable kernel) passes 20 of 20 rows"),
         "{table}"
     );
-    let bogus = Command::new(env!("CARGO_BIN_EXE_tonegate"))
+    let bogus = tonegate_command()
         .arg("conformance")
         .env("TONEGATE_INBAND_KERNEL", "sse9")
-        .current_dir(root())
         .output()
         .expect("tonegate runs");
     assert_eq!(bogus.status.code(), Some(1));
