@@ -10,9 +10,9 @@ use serde_json::json;
 use tonegate_call::{Call, CallConfig, CallError, CallInput, CallOutput, MediaMode};
 use tonegate_control::config::{Format, Function};
 use tonegate_control::session::{AgentAction, AgentEvent, ConnectionKind, Invocation, State};
-use tonegate_media::rfc4733::EventPayload;
 use tonegate_pci::processor::sandbox::Sandbox;
 use tonegate_pci::{pay, YearMonth};
+use tonegate_testkit::phone::press_event;
 
 fn function() -> Arc<Function> {
     let yaml = "name: collect_payment\npurpose: p\nconnections:\n  start:\n    url: http://127.0.0.1:9/s\n  success:\n    url: http://127.0.0.1:9/ok\n  failure:\n    url: http://127.0.0.1:9/ko\nlimits:\n  first_key_timeout_seconds: 3\n  per_field_retry_limit: 0\n";
@@ -54,14 +54,7 @@ impl Phone {
             let code = tonegate_media::Key::from_char(c).unwrap().event_code();
             let start = self.rtp.ts;
             for i in 1..=8u16 {
-                let end = i > 5;
-                let e = EventPayload {
-                    code,
-                    end,
-                    volume: 10,
-                    duration: i.min(5) * 160,
-                };
-                let p = self.packet(101, start, &e.to_bytes());
+                let p = self.packet(101, start, &press_event(code, i).to_bytes());
                 call.handle_input(self.t, CallInput::Rtp(&p)).unwrap();
                 if i <= 5 {
                     self.t += Duration::from_millis(20);

@@ -8,7 +8,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use tonegate_media::rfc4733::{DecoderConfig, EventPayload, Rfc4733Decoder};
+use tonegate_media::rfc4733::{DecoderConfig, Rfc4733Decoder};
+use tonegate_testkit::phone::press_event;
 use tonegate_testkit::rtp;
 
 /// `n` packets per SSRC, 8 SSRCs interleaved: presses of 100 ms (5 updates + 3 ends), with
@@ -22,13 +23,7 @@ fn mix(n: usize, audio_between: usize) -> Vec<Vec<u8>> {
         let (mut seq, mut ts, mut code) = (0u16, 0u32, 0u8);
         while out.len() < n {
             for d in 1..=8u16 {
-                let end = d > 5;
-                let e = EventPayload {
-                    code,
-                    end,
-                    volume: 10,
-                    duration: d.min(5) * 160,
-                };
+                let e = press_event(code, d);
                 out.push(rtp::packet(101, false, seq, ts, ssrc, &e.to_bytes()));
                 seq = seq.wrapping_add(1);
             }

@@ -146,3 +146,16 @@ impl Phone {
         }
     }
 }
+
+/// The telephone-event in packet `i` (1 to 8) of a 100 ms press of event `code`, as the UDP
+/// [`Caller`](crate::caller::Caller) and the benches send one: five updates 20 ms apart
+/// (durations 160 to 800), then the end packet three times (RFC 4733 §2.5.1.4), volume
+/// -10 dBm0. Every packet of the press carries the timestamp of its start.
+pub fn press_event(code: u8, i: u16) -> EventPayload {
+    EventPayload {
+        code,
+        end: i > 5,
+        volume: 10,
+        duration: i.min(5) * 160,
+    }
+}
