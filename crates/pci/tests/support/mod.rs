@@ -1,6 +1,6 @@
 //! Shared by the pci tests: a sealed card or bank account through the public collector only,
-//! payment requests, mock servers on 127.0.0.1 (plain and TLS), tracing capture, and the
-//! no-leak check.
+//! payment requests, a mock server over TLS on 127.0.0.1 (plain HTTP ones come from
+//! `tonegate_testkit::standin::serve`), tracing capture, and the no-leak check.
 #![allow(dead_code)] // each test file uses a different part
 
 use std::io;
@@ -115,9 +115,6 @@ pub fn tokenize(session: &str, token_type: TokenType) -> PaymentRequest {
         ..charge(session, 0)
     }
 }
-
-/// Serves `router` on 127.0.0.1 (a free port) until the test's runtime ends.
-pub use tonegate_testkit::standin::serve;
 
 /// A self-signed certificate for 127.0.0.1 and localhost: (certificate PEM, server config).
 pub fn self_signed() -> (String, Arc<rustls::ServerConfig>) {
