@@ -53,8 +53,8 @@ use futures_util::{Stream, StreamExt};
 use serde_json::{json, Value};
 use tonegate::serve::{Gateway, ServeConfig};
 use tonegate_media::Key;
-use tonegate_testkit::{cards, rtp};
 use tonegate_testkit::standin::{customer_endpoints, demo_function};
+use tonegate_testkit::{cards, rtp};
 
 const ROLE: &str = "TONEGATE_LOAD_ROLE";
 const GATEWAY: &str = "TONEGATE_LOAD_GATEWAY";

@@ -53,7 +53,12 @@ mod tests {
 
     #[test]
     fn check_digits_of_known_test_cards() {
-        for card in ["4242424242424242", "5555555555554444", "378282246310005", "79927398713"] {
+        for card in [
+            "4242424242424242",
+            "5555555555554444",
+            "378282246310005",
+            "79927398713",
+        ] {
             assert_eq!(with_check_digit(&card[..card.len() - 1]), card);
         }
     }
