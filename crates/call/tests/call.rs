@@ -6,47 +6,44 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use rtp_types::RtpPacketBuilder;
 use serde_json::json;
 use tonegate_call::{Call, CallConfig, CallError, CallInput, CallOutput, MediaMode};
 use tonegate_control::config::{Format, Function};
 use tonegate_control::session::{AgentAction, AgentEvent, ConnectionKind, Invocation, State};
-use tonegate_media::rfc4733::EventPayload;
 use tonegate_pci::processor::sandbox::Sandbox;
 use tonegate_pci::{pay, YearMonth};
+use tonegate_testkit::phone::press_event;
 
 fn function() -> Arc<Function> {
     let yaml = "name: collect_payment\npurpose: p\nconnections:\n  start:\n    url: http://127.0.0.1:9/s\n  success:\n    url: http://127.0.0.1:9/ok\n  failure:\n    url: http://127.0.0.1:9/ko\nlimits:\n  first_key_timeout_seconds: 3\n  per_field_retry_limit: 0\n";
     Arc::new(Function::from_str(yaml, Format::Yaml, Path::new("t.yaml")).unwrap())
 }
 
-/// A caller's phone: PCMU every 20 ms, RFC 4733 presses on PT 101.
+/// A caller's phone: PCMU every 20 ms, RFC 4733 presses on PT 101, fed to the call at `t`.
 struct Phone {
-    seq: u16,
-    ts: u32,
+    rtp: tonegate_testkit::phone::Phone,
     t: Instant,
 }
 
 impl Phone {
+    /// A phone with sequence numbers from `seq` and timestamps from `ts`, SSRC 0x1234.
+    fn new(seq: u16, ts: u32, t: Instant) -> Phone {
+        Phone {
+            rtp: tonegate_testkit::phone::Phone::new(0x1234, seq, ts),
+            t,
+        }
+    }
+
     fn packet(&mut self, pt: u8, ts: u32, payload: &[u8]) -> Vec<u8> {
-        let p = RtpPacketBuilder::<&[u8], &[u8]>::new()
-            .payload_type(pt)
-            .sequence_number(self.seq)
-            .timestamp(ts)
-            .ssrc(0x1234)
-            .payload(payload)
-            .write_vec()
-            .unwrap();
-        self.seq = self.seq.wrapping_add(1);
-        p
+        self.rtp.packet(pt, false, ts, payload)
     }
 
     /// `n` audio packets, 20 ms apart.
     fn audio(&mut self, call: &mut Call, n: u32) {
         for _ in 0..n {
-            let p = self.packet(0, self.ts, &[0xFF; 160]);
+            let p = self.packet(0, self.rtp.ts, &[0xFF; 160]);
             call.handle_input(self.t, CallInput::Rtp(&p)).unwrap();
-            self.ts = self.ts.wrapping_add(160);
+            self.rtp.ts = self.rtp.ts.wrapping_add(160);
             self.t += Duration::from_millis(20);
         }
     }
@@ -55,20 +52,13 @@ impl Phone {
     fn press(&mut self, call: &mut Call, keys: &str) {
         for c in keys.chars() {
             let code = tonegate_media::Key::from_char(c).unwrap().event_code();
-            let start = self.ts;
+            let start = self.rtp.ts;
             for i in 1..=8u16 {
-                let end = i > 5;
-                let e = EventPayload {
-                    code,
-                    end,
-                    volume: 10,
-                    duration: i.min(5) * 160,
-                };
-                let p = self.packet(101, start, &e.to_bytes());
+                let p = self.packet(101, start, &press_event(code, i).to_bytes());
                 call.handle_input(self.t, CallInput::Rtp(&p)).unwrap();
                 if i <= 5 {
                     self.t += Duration::from_millis(20);
-                    self.ts = self.ts.wrapping_add(160);
+                    self.rtp.ts = self.rtp.ts.wrapping_add(160);
                 }
             }
             self.audio(call, 5);
@@ -111,11 +101,7 @@ fn says(out: &[CallOutput]) -> Vec<String> {
 fn a_call_collects_and_pays_a_card_from_rtp_key_presses() {
     let t0 = Instant::now();
     let mut call = Call::new(CallConfig::default(), t0);
-    let mut phone = Phone {
-        seq: 1,
-        ts: 9000,
-        t: t0,
-    };
+    let mut phone = Phone::new(1, 9000, t0);
     let mut out = Vec::new();
     phone.audio(&mut call, 10);
     phone.press(&mut call, "123"); // before any session: heard, routed nowhere
@@ -193,11 +179,7 @@ fn relay_mode_drops_telephone_events_only_while_a_session_is_active() {
         ..CallConfig::default()
     };
     let mut call = Call::new(config, t0);
-    let mut phone = Phone {
-        seq: 1,
-        ts: 0,
-        t: t0,
-    };
+    let mut phone = Phone::new(1, 0, t0);
     let mut out = Vec::new();
     let forwarded_pts = |out: &mut Vec<CallOutput>| -> Vec<u8> {
         let pts = out
@@ -228,7 +210,7 @@ fn relay_mode_drops_telephone_events_only_while_a_session_is_active() {
     assert!(during.contains(&0), "audio still is");
     // Audio the scrubber cannot read (G.722, payload type 9) is not forwarded during a
     // session: it could carry the key tones.
-    let g722 = phone.packet(9, phone.ts, &[0x55; 160]);
+    let g722 = phone.packet(9, phone.rtp.ts, &[0x55; 160]);
     call.handle_input(phone.t, CallInput::Rtp(&g722)).unwrap();
     drain(&mut call, &mut out);
     assert_eq!(forwarded_pts(&mut out), Vec::<u8>::new());
@@ -245,11 +227,7 @@ fn relay_mode_forwards_any_payload_type_outside_a_session() {
         },
         t0,
     );
-    let mut phone = Phone {
-        seq: 1,
-        ts: 0,
-        t: t0,
-    };
+    let mut phone = Phone::new(1, 0, t0);
     let g722 = phone.packet(9, 0, &[0x55; 160]);
     call.handle_input(t0, CallInput::Rtp(&g722)).unwrap();
     let mut out = Vec::new();
@@ -311,11 +289,7 @@ fn garbage_is_refused_and_silence_ends_the_call_as_a_hang_up() {
 fn a_hang_up_mid_card_fails_the_session_as_caller_hung_up() {
     let t0 = Instant::now();
     let mut call = Call::new(CallConfig::default(), t0);
-    let mut phone = Phone {
-        seq: 1,
-        ts: 0,
-        t: t0,
-    };
+    let mut phone = Phone::new(1, 0, t0);
     invoke(&mut call, phone.t, "ps_hang").unwrap();
     call.handle_input(
         phone.t,

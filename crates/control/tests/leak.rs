@@ -5,35 +5,14 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use support::{function, start_response, Harness};
 use tonegate_control::session::AgentAction::*;
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use tonegate_testkit::logs::LogCapture;
 
 #[test]
 fn no_card_digit_in_agent_events_connection_bodies_or_logs() {
-    let logs = Capture::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .without_time()
-        .with_ansi(false)
-        .finish();
+    let logs = LogCapture::new();
+    let subscriber = logs.subscriber();
     let mut transcripts = Vec::new();
     tracing::subscriber::with_default(subscriber, || {
         for number in ["4242424242424242", "4000000000000002"] {
@@ -48,7 +27,7 @@ fn no_card_digit_in_agent_events_connection_bodies_or_logs() {
             transcripts.push(h.transcript.join("\n"));
         }
     });
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert!(
         logs.contains("session state changed"),
         "the capture is real"

@@ -54,6 +54,7 @@ use serde_json::{json, Value};
 use tonegate::serve::{Gateway, ServeConfig};
 use tonegate_media::Key;
 use tonegate_testkit::standin::{customer_endpoints, demo_function};
+use tonegate_testkit::{cards, rtp};
 
 const ROLE: &str = "TONEGATE_LOAD_ROLE";
 const GATEWAY: &str = "TONEGATE_LOAD_GATEWAY";
@@ -446,31 +447,25 @@ impl Line {
             }
         }
         buf.clear();
-        buf.extend_from_slice(&[0x80, 0]);
-        buf.extend_from_slice(&self.seq.to_be_bytes());
         match (self.step, self.key) {
             (1..=8, Some(key)) => {
                 let i = u16::from(self.step);
                 let end = i > 5;
                 let duration = i.min(5) * 160;
-                buf[1] = 101 | if i == 1 { 0x80 } else { 0 };
-                buf.extend_from_slice(&self.press_ts.to_be_bytes());
-                buf.extend_from_slice(&self.ssrc.to_be_bytes());
-                buf.extend_from_slice(&[
+                let event = [
                     key.event_code(),
                     (u8::from(end) << 7) | 10,
                     (duration >> 8) as u8,
                     duration as u8,
-                ]);
+                ];
+                rtp::write(buf, 101, i == 1, self.seq, self.press_ts, self.ssrc, &event);
                 if i == 6 {
                     self.ends.push(Instant::now());
                 }
                 self.step += 1;
             }
             _ => {
-                buf.extend_from_slice(&self.ts.to_be_bytes());
-                buf.extend_from_slice(&self.ssrc.to_be_bytes());
-                buf.extend_from_slice(&[0xFF; 160]);
+                rtp::write(buf, 0, false, self.seq, self.ts, self.ssrc, &[0xFF; 160]);
                 if self.step > 0 {
                     self.step = if self.step >= 13 { 0 } else { self.step + 1 };
                 }
@@ -692,32 +687,6 @@ impl Ctx {
     }
 }
 
-/// A random valid Visa number (not one of the sandbox's decline cards, which start 4000).
-fn random_card() -> String {
-    let mut digits: Vec<u8> = vec![4, rand::random_range(1..10)];
-    digits.extend((0..13).map(|_| rand::random_range(0..10u8)));
-    let sum: u32 = digits
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, &d)| {
-            let d = u32::from(d);
-            if i % 2 == 0 {
-                let doubled = d * 2;
-                if doubled > 9 {
-                    doubled - 9
-                } else {
-                    doubled
-                }
-            } else {
-                d
-            }
-        })
-        .sum();
-    digits.push(((10 - sum % 10) % 10) as u8);
-    digits.iter().map(|d| char::from(b'0' + d)).collect()
-}
-
 fn digits(n: usize) -> String {
     (0..n)
         .map(|_| char::from(b'0' + rand::random_range(0..10u8)))
@@ -827,7 +796,7 @@ async fn pay(
             break;
         }
     }
-    let card = random_card();
+    let card = cards::random_visa();
     let cvc = digits(3);
     let postal = digits(5);
     let expected = expected_events(&card, &cvc, &postal);

@@ -17,22 +17,18 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use etherparse::PacketBuilder;
+use tonegate_testkit::rtp;
 
 const CALLS: u32 = 16;
 const PRESS_EVERY: u32 = 50; // packets: one key press per second of each call
 
 fn frame(call: u32, seq: u16, ts: u32, pt: u8, payload: &[u8]) -> Vec<u8> {
-    let mut rtp = Vec::with_capacity(12 + payload.len());
-    rtp.extend_from_slice(&[0x80, pt]);
-    rtp.extend_from_slice(&seq.to_be_bytes());
-    rtp.extend_from_slice(&ts.to_be_bytes());
-    rtp.extend_from_slice(&(0x5000_0000 + call).to_be_bytes());
-    rtp.extend_from_slice(payload);
+    let packet = rtp::packet(pt, false, seq, ts, 0x5000_0000 + call, payload);
     let builder = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
         .ipv4([10, 0, 0, 1], [10, 0, 1, (call % 250) as u8], 64)
         .udp(20_000 + call as u16 * 2, 30_000 + call as u16 * 2);
-    let mut out = Vec::with_capacity(builder.size(rtp.len()));
-    builder.write(&mut out, &rtp).unwrap();
+    let mut out = Vec::with_capacity(builder.size(packet.len()));
+    builder.write(&mut out, &packet).unwrap();
     out
 }
 

@@ -1,18 +1,14 @@
 //! `tonegate check-config` on the example functions, on the examples in docs/config.md, and on
 //! broken files.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use common::{root, tonegate_command};
 
 fn check(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_tonegate"))
+    tonegate_command()
         .arg("check-config")
         .args(args)
-        .current_dir(root())
         .output()
         .unwrap()
 }

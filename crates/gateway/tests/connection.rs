@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use tonegate::connection::{call, call_start, client, CallError};
 use tonegate_control::config::{Auth, Connection, Method};
 use tonegate_control::session::StartFailure;
+use tonegate_testkit::standin;
 
 #[derive(Default)]
 struct Seen {
@@ -21,10 +22,7 @@ struct Seen {
 }
 
 async fn serve(router: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    format!("http://{addr}")
+    format!("http://{}", standin::serve(router).await)
 }
 
 fn connection(url: String) -> Connection {

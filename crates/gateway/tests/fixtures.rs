@@ -1,9 +1,12 @@
 //! Every fixture under `fixtures/` replayed through the real `tonegate replay` binary, checked
 //! against its manifest (which `scripts/tshark_presses.py --check` checks against tshark).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::PathBuf;
+use std::process::Output;
+
+use common::{root, tonegate};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -22,26 +25,6 @@ struct Fixture {
     durations_ms: Option<Vec<f64>>,
     #[serde(default)]
     expect_error: String,
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Runs the binary. These tests read the keys of test fixtures, so `replay` gets
-/// `--show-keys` (digits are masked by default: `fixtures.rs::digits_are_masked_unless_asked_for`).
-fn tonegate(args: &[&str]) -> Output {
-    let show: &[&str] = if args.first() == Some(&"replay") {
-        &["--show-keys"]
-    } else {
-        &[]
-    };
-    Command::new(env!("CARGO_BIN_EXE_tonegate"))
-        .args(args)
-        .args(show)
-        .current_dir(root())
-        .output()
-        .expect("tonegate runs")
 }
 
 fn json_lines(stdout: &[u8]) -> Vec<Value> {
@@ -285,9 +268,8 @@ fn digits_are_masked_unless_asked_for() {
         ("fixtures/inband/nominal.wav", ""),
     ] {
         for format in ["text", "json"] {
-            let out = Command::new(env!("CARGO_BIN_EXE_tonegate"))
+            let out = common::tonegate_command()
                 .args(["replay", file, "--format", format])
-                .current_dir(root())
                 .output()
                 .expect("tonegate runs");
             assert!(out.status.success());

@@ -5,28 +5,12 @@
 //! sets TONEGATE_REQUIRE_SPANDSP=1 and TONEGATE_REQUIRE_TALKOFF=1 so that their absence fails
 //! CI instead of skipping silently.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Runs the binary. These tests read the keys of test fixtures, so `replay` gets
-/// `--show-keys` (digits are masked by default: `fixtures.rs::digits_are_masked_unless_asked_for`).
-fn tonegate(args: &[&str]) -> Output {
-    let show: &[&str] = if args.first() == Some(&"replay") {
-        &["--show-keys"]
-    } else {
-        &[]
-    };
-    Command::new(env!("CARGO_BIN_EXE_tonegate"))
-        .args(args)
-        .args(show)
-        .current_dir(root())
-        .output()
-        .expect("tonegate runs")
-}
+use common::{root, tonegate, tonegate_command};
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -173,10 +157,9 @@ fn conformance_passes_every_q24_row_and_runs_spandsp_beside_it() {
 fn conformance_passes_every_q24_row_with_the_portable_kernel_too() {
     // The machine's fastest kernel (AVX2 + FMA here) runs everywhere else; this is the one
     // a CPU without them gets.
-    let o = Command::new(env!("CARGO_BIN_EXE_tonegate"))
+    let o = tonegate_command()
         .arg("conformance")
         .env("TONEGATE_INBAND_KERNEL", "portable")
-        .current_dir(root())
         .output()
         .expect("tonegate runs");
     let table = stdout(&o);
@@ -185,10 +168,9 @@ fn conformance_passes_every_q24_row_with_the_portable_kernel_too() {
         table.contains("tonegate (portable kernel) passes 20 of 20 rows"),
         "{table}"
     );
-    let bogus = Command::new(env!("CARGO_BIN_EXE_tonegate"))
+    let bogus = tonegate_command()
         .arg("conformance")
         .env("TONEGATE_INBAND_KERNEL", "sse9")
-        .current_dir(root())
         .output()
         .expect("tonegate runs");
     assert_eq!(bogus.status.code(), Some(1));
@@ -237,13 +219,15 @@ fn pcm_wav(samples: &[i16]) -> Vec<u8> {
 fn output_closed_by_the_reader_ends_quietly_with_status_141() {
     // 1,000 presses of key 5 (60 ms on, 60 ms off): far more text than a pipe holds, so
     // `tonegate replay ... | head -1` closes stdout while replay is still writing.
+    let (low, high) = tonegate_media::Key::from_char('5').unwrap().frequencies();
+    let (low, high) = (f64::from(low), f64::from(high));
     let mut samples = Vec::new();
     for _ in 0..1000 {
         for n in 0..480 {
             let t = n as f64 / 8000.0;
             let x = 3000.0
-                * ((2.0 * std::f64::consts::PI * 770.0 * t).sin()
-                    + (2.0 * std::f64::consts::PI * 1336.0 * t).sin());
+                * ((2.0 * std::f64::consts::PI * low * t).sin()
+                    + (2.0 * std::f64::consts::PI * high * t).sin());
             samples.push(x as i16);
         }
         samples.extend(std::iter::repeat_n(0i16, 480));

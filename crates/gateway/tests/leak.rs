@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::contains_token;
@@ -14,34 +12,13 @@ use serde_json::json;
 use tonegate::serve::{Gateway, ServeConfig};
 use tonegate_testkit::agent::{wait_for, Agent};
 use tonegate_testkit::caller::Caller;
+use tonegate_testkit::logs::LogCapture;
 use tonegate_testkit::standin::{customer_endpoints, demo_function};
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whole_payment_leaves_no_card_data_anywhere() {
-    let logs = Capture::default();
-    let writer = logs.clone();
-    tracing::subscriber::set_global_default(
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || writer.clone())
-            .without_time()
-            .with_ansi(false)
-            .finish(),
-    )
-    .unwrap();
+    let logs = LogCapture::new();
+    tracing::subscriber::set_global_default(logs.subscriber()).unwrap();
 
     let start = json!({"amount": 4200, "currency": "USD",
         "processor_parameters": {"is_postal_code_required": true}});
@@ -100,7 +77,7 @@ async fn a_whole_payment_leaves_no_card_data_anywhere() {
     for entry in std::fs::read_dir(dir.join("data")).unwrap() {
         database.extend(std::fs::read(entry.unwrap().path()).unwrap());
     }
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert!(
         logs.contains("session state changed"),
         "the log capture is real"

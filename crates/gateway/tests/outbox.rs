@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,6 +23,7 @@ use tonegate::outbox::{
 };
 use tonegate_control::config::{Auth, Connection, Method};
 use tonegate_control::session::ConnectionKind;
+use tonegate_testkit::logs::LogCapture;
 
 // ---------------------------------------------------------------------------------------------
 // Receivers
@@ -604,38 +605,11 @@ async fn an_enqueue_is_refused_when_the_body_names_another_session() {
     );
 }
 
-/// A log sink for the tests that read what was logged.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-}
-
 #[tokio::test]
 async fn the_deadline_expires_a_delivery_that_never_succeeds() {
-    let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .without_time()
-        .with_ansi(false)
-        .finish();
+    let logs = LogCapture::new();
     // The test's runtime is single-threaded: the worker's tasks log on this thread.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = tracing::subscriber::set_default(logs.subscriber());
 
     let dir = TempDir::new("deadline");
     let (endpoint, port) = Endpoint::start(0, usize::MAX).await;

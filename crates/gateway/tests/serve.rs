@@ -479,7 +479,7 @@ mod durable {
     use tonegate::serve::{Gateway, Running, ServeConfig};
     use tonegate_testkit::agent::{wait_for, Agent};
     use tonegate_testkit::caller::Caller;
-    use tonegate_testkit::standin::demo_function;
+    use tonegate_testkit::standin::{demo_function, serve};
 
     use super::common::contains_token;
     use super::{start_body, LIMIT, PACE};
@@ -507,10 +507,7 @@ mod durable {
             .route("/success", post(hook("/success")))
             .route("/failure", post(hook("/failure")))
             .with_state(e);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        addr
+        serve(app).await
     }
 
     async fn gateway(dir: &std::path::Path, customer: std::net::SocketAddr) -> Running {

@@ -8,19 +8,9 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use rtp_types::RtpPacketBuilder;
-use tonegate_media::rfc4733::{DecoderConfig, EventPayload, Rfc4733Decoder};
-
-fn packet(ssrc: u32, seq: u16, pt: u8, ts: u32, payload: &[u8]) -> Vec<u8> {
-    RtpPacketBuilder::<&[u8], &[u8]>::new()
-        .payload_type(pt)
-        .sequence_number(seq)
-        .timestamp(ts)
-        .ssrc(ssrc)
-        .payload(payload)
-        .write_vec()
-        .unwrap()
-}
+use tonegate_media::rfc4733::{DecoderConfig, Rfc4733Decoder};
+use tonegate_testkit::phone::press_event;
+use tonegate_testkit::rtp;
 
 /// `n` packets per SSRC, 8 SSRCs interleaved: presses of 100 ms (5 updates + 3 ends), with
 /// `audio_between` packets of 160-byte PCMU between presses.
@@ -33,19 +23,13 @@ fn mix(n: usize, audio_between: usize) -> Vec<Vec<u8>> {
         let (mut seq, mut ts, mut code) = (0u16, 0u32, 0u8);
         while out.len() < n {
             for d in 1..=8u16 {
-                let end = d > 5;
-                let e = EventPayload {
-                    code,
-                    end,
-                    volume: 10,
-                    duration: d.min(5) * 160,
-                };
-                out.push(packet(ssrc, seq, 101, ts, &e.to_bytes()));
+                let e = press_event(code, d);
+                out.push(rtp::packet(101, false, seq, ts, ssrc, &e.to_bytes()));
                 seq = seq.wrapping_add(1);
             }
             ts = ts.wrapping_add(800);
             for _ in 0..audio_between {
-                out.push(packet(ssrc, seq, 0, ts, &audio));
+                out.push(rtp::packet(0, false, seq, ts, ssrc, &audio));
                 seq = seq.wrapping_add(1);
                 ts = ts.wrapping_add(160);
             }

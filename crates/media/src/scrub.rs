@@ -159,12 +159,18 @@ mod tests {
     use crate::time::{ClockRate, MediaTime};
     use std::f32::consts::PI;
 
-    const KEYS: [(char, f32, f32); 4] = [
-        ('1', 697.0, 1209.0),
-        ('5', 770.0, 1336.0),
-        ('9', 852.0, 1477.0),
-        ('D', 941.0, 1633.0),
-    ];
+    /// A key of each row and column: (key, low tone, high tone), from the one table
+    /// ([`Key::frequencies`]).
+    fn keys() -> [(char, f32, f32); 4] {
+        ['1', '5', '9', 'D'].map(|c| {
+            let (low, high) = tones(c);
+            (c, low, high)
+        })
+    }
+
+    fn tones(key: char) -> (f32, f32) {
+        crate::Key::from_char(key).unwrap().frequencies()
+    }
 
     fn amplitude(dbm0: f32) -> f32 {
         32767.0 * 10f32.powf((dbm0 - crate::g711::FULL_SCALE_SINE_DBM0) / 20.0)
@@ -209,7 +215,7 @@ mod tests {
 
     #[test]
     fn key_tones_at_every_alignment_leave_nothing_a_detector_hears() {
-        for (key, low, high) in KEYS {
+        for (key, low, high) in keys() {
             for at in (800..960).step_by(7) {
                 let mut packets = stream(at, 60, low, high, 300);
                 assert_eq!(presses(&packets), 1, "{key} unscrubbed is heard");
@@ -247,7 +253,7 @@ mod tests {
         let before = noise.clone();
         assert!(!s.scrub(AudioCodec::Pcmu, &mut noise));
         assert_eq!(noise, before, "untouched");
-        for (_, low, _) in KEYS {
+        for (_, low, _) in keys() {
             // A lone tone (the same frequency twice): nothing in the other group.
             let mut one = stream(0, 20, low, low, 20).remove(0);
             assert!(!s.scrub(AudioCodec::Pcmu, &mut one), "{low} Hz alone");
@@ -257,19 +263,20 @@ mod tests {
 
     #[test]
     fn a_scrubbed_packet_is_the_codecs_silence_and_the_next_one_too() {
-        let mut packets = stream(0, 20, 770.0, 1336.0, 60);
+        let (low, high) = tones('5');
+        let mut packets = stream(0, 20, low, high, 60);
         let mut s = ToneScrubber::new();
         assert!(s.scrub(AudioCodec::Pcmu, &mut packets[0]));
         assert!(packets[0].iter().all(|&b| b == 0xFF));
         assert!(s.scrub(AudioCodec::Pcmu, &mut packets[1]), "hangover");
         assert!(!s.scrub(AudioCodec::Pcmu, &mut packets[2]));
-        let mut alaw: Vec<u8> = stream(0, 20, 770.0, 1336.0, 20)[0]
+        let mut alaw: Vec<u8> = stream(0, 20, low, high, 20)[0]
             .iter()
             .map(|&b| Law::A.encode(Law::Mu.table()[usize::from(b)]))
             .collect();
         assert!(s.scrub(AudioCodec::Pcma, &mut alaw));
         assert!(alaw.iter().all(|&b| b == 0xD5));
-        let mut l16: Vec<u8> = stream(0, 20, 770.0, 1336.0, 20)[0]
+        let mut l16: Vec<u8> = stream(0, 20, low, high, 20)[0]
             .iter()
             .flat_map(|&b| Law::Mu.table()[usize::from(b)].to_be_bytes())
             .collect();

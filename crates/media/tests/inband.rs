@@ -6,11 +6,9 @@ use std::f64::consts::PI;
 
 use tonegate_media::g711::Law;
 use tonegate_media::inband::{InbandConfig, InbandDetector, InbandEvent, InbandPress};
-use tonegate_media::{ClockRate, MediaTime};
+use tonegate_media::{ClockRate, Key, MediaTime};
+use tonegate_testkit::tone::{amplitude, RATE};
 
-const RATE: f64 = 8000.0;
-const LOW: [f64; 4] = [697.0, 770.0, 852.0, 941.0];
-const HIGH: [f64; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
 const KEYS: &str = "123A456B789C*0#D";
 
 /// Deterministic noise (splitmix64 + Box-Muller).
@@ -27,10 +25,6 @@ impl Rng {
         let (u, v) = (self.next().max(1e-12), self.next());
         (-2.0 * u.ln()).sqrt() * (2.0 * PI * v).cos()
     }
-}
-
-fn amplitude(dbm0: f64) -> f64 {
-    32767.0 * 10f64.powf((dbm0 - f64::from(tonegate_media::g711::FULL_SCALE_SINE_DBM0)) / 20.0)
 }
 
 /// One tone burst: key, per-tone levels, frequency factors, length.
@@ -55,9 +49,10 @@ fn tone(key: char) -> Tone {
     }
 }
 
+/// The key's tone pair (ITU-T Q.23), from the one table in `tonegate_media`.
 fn freqs(key: char) -> (f64, f64) {
-    let i = KEYS.find(key).expect("a key");
-    (LOW[i / 4], HIGH[i % 4])
+    let (low, high) = Key::from_char(key).expect("a key").frequencies();
+    (f64::from(low), f64::from(high))
 }
 
 /// Adds `t` to `audio` from sample `at`.

@@ -4,67 +4,36 @@
 
 use std::time::Duration;
 
-use rtp_types::RtpPacketBuilder;
 use tonegate_media::capture::Frame;
 use tonegate_media::g711::Law;
 use tonegate_media::key::Source;
 use tonegate_media::replay::{Replay, ReplayConfig};
 use tonegate_media::rfc4733::EventPayload;
 use tonegate_media::udp::LinkType;
+use tonegate_media::Key;
+use tonegate_testkit::capture::udp_frame;
+use tonegate_testkit::tone;
 
 const SSRC: u32 = 0x1234_5678;
 
-/// Raw IPv4 + UDP around an RTP packet, 10.0.0.1:4000 -> 10.0.0.2:5000.
-fn ipv4_udp(rtp: &[u8]) -> Vec<u8> {
-    let udp_len = 8 + rtp.len();
-    let total = 20 + udp_len;
-    let mut f = vec![
-        0x45,
-        0,
-        (total >> 8) as u8,
-        total as u8,
-        0,
-        0,
-        0,
-        0,
-        64,
-        17,
-        0,
-        0,
-    ];
-    f.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
-    f.extend_from_slice(&4000u16.to_be_bytes());
-    f.extend_from_slice(&5000u16.to_be_bytes());
-    f.extend_from_slice(&(udp_len as u16).to_be_bytes());
-    f.extend_from_slice(&[0, 0]);
-    f.extend_from_slice(rtp);
-    f
-}
-
 fn rtp(seq: u16, pt: u8, ts: u32, payload: &[u8]) -> Vec<u8> {
-    RtpPacketBuilder::<&[u8], &[u8]>::new()
-        .payload_type(pt)
-        .sequence_number(seq)
-        .timestamp(ts)
-        .ssrc(SSRC)
-        .payload(payload)
-        .write_vec()
-        .unwrap()
+    tonegate_testkit::rtp::packet(pt, false, seq, ts, SSRC, payload)
 }
 
 /// One second of PCMU with key 7 (852 + 1209 Hz, -10 dBm0) from 300 to 420 ms, and, when
 /// `events`, the same press as RFC 4733 events (every 20 ms, end sent three times). Returns
 /// (arrival, packet) in sending order.
 fn call(events: bool) -> Vec<(Duration, Vec<u8>)> {
-    let a = 32767.0
-        * 10f64.powf((-10.0 - f64::from(tonegate_media::g711::FULL_SCALE_SINE_DBM0)) / 20.0);
+    let a = tone::amplitude(-10.0);
+    let (low, high) = Key::from_char('7').unwrap().frequencies();
+    let (low, high) = (f64::from(low), f64::from(high));
     let audio: Vec<u8> = (0..8000)
         .map(|n| {
             let t = f64::from(n) / 8000.0;
             let on = (2400..3360).contains(&n);
             let v = if on {
-                a * ((2.0 * std::f64::consts::PI * 852.0 * t).sin()
-                    + (2.0 * std::f64::consts::PI * 1209.0 * t + 1.0).sin())
+                a * ((2.0 * std::f64::consts::PI * low * t).sin()
+                    + (2.0 * std::f64::consts::PI * high * t + 1.0).sin())
             } else {
                 0.0
             };
@@ -103,7 +72,12 @@ fn replay(packets: &[(Duration, Vec<u8>)], inband: bool) -> (Vec<(char, Source)>
     let mut r = Replay::new(config, std::time::Instant::now());
     let mut presses = Vec::new();
     for (i, (at, packet)) in packets.iter().enumerate() {
-        let data = ipv4_udp(packet);
+        // Raw IPv4 + UDP around the RTP packet, 10.0.0.1:4000 -> 10.0.0.2:5000.
+        let data = udp_frame(
+            "10.0.0.1:4000".parse().unwrap(),
+            "10.0.0.2:5000".parse().unwrap(),
+            packet,
+        );
         r.handle_frame(&Frame {
             number: i as u64 + 1,
             timestamp: *at,

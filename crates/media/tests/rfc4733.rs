@@ -3,12 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use rtp_types::RtpPacketBuilder;
 use tonegate_media::red::wrap_red;
 use tonegate_media::rfc4733::{
     DecoderConfig, DecoderEvent, Ending, EventPayload, Rfc4733Decoder, Rfc4733Error,
 };
 use tonegate_media::sdp::SdpPayloadTypes;
+use tonegate_testkit::rtp;
 
 /// 20 ms of 8 kHz audio.
 const PTIME: u32 = 160;
@@ -31,15 +31,7 @@ impl Sender {
     }
 
     fn packet(&mut self, pt: u8, marker: bool, ts: u32, payload: &[u8]) -> Vec<u8> {
-        let bytes = RtpPacketBuilder::<&[u8], &[u8]>::new()
-            .payload_type(pt)
-            .marker_bit(marker)
-            .sequence_number(self.seq)
-            .timestamp(ts)
-            .ssrc(self.ssrc)
-            .payload(payload)
-            .write_vec()
-            .unwrap();
+        let bytes = rtp::packet(pt, marker, self.seq, ts, self.ssrc, payload);
         self.seq = self.seq.wrapping_add(1);
         bytes
     }

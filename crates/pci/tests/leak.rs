@@ -3,17 +3,17 @@
 //! captured; none may hold the card number, the security code, the expiry or the postal code.
 //! Only the last four digits may appear, and only as part of a masked card.
 
-mod common;
+mod support;
 
-use std::io::Write;
 use std::panic;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use common::at;
+use support::at;
 use tonegate_media::Key;
 use tonegate_pci::processor::sandbox::Sandbox;
 use tonegate_pci::{pay, Collector, CollectorConfig, PaymentRequest, YearMonth};
+use tonegate_testkit::logs::LogCapture;
 
 const NUMBER: &str = "4242424242424242";
 const CVC: &str = "739";
@@ -35,35 +35,16 @@ fn forbidden() -> Vec<&'static str> {
     ]
 }
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn request(session: &str) -> PaymentRequest {
-    common::request(session, 4200)
+    support::request(session, 4200)
 }
 
 #[test]
 // The literal unwraps are the point: they panic with card data in hand.
 #[allow(clippy::unnecessary_literal_unwrap)]
 fn no_card_data_in_logs_events_outcomes_debug_output_or_panics() {
-    let logs = Capture::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .without_time()
-        .with_ansi(false)
-        .finish();
+    let logs = LogCapture::new();
+    let subscriber = logs.subscriber();
     let mut seen: Vec<String> = Vec::new();
 
     tracing::subscriber::with_default(subscriber, || {
@@ -107,7 +88,7 @@ fn no_card_data_in_logs_events_outcomes_debug_output_or_panics() {
     panic::set_hook(Box::new(move |info| {
         sink.lock().unwrap().push(info.to_string());
     }));
-    let card = || common::card(NUMBER, EXPIRY, CVC);
+    let card = || support::card(NUMBER, EXPIRY, CVC, POSTAL);
     let _ = panic::catch_unwind(|| Err::<(), _>(card()).unwrap());
     let _ = panic::catch_unwind(|| Ok::<_, ()>(card()).unwrap_err());
     let _ = panic::catch_unwind(|| {
@@ -123,7 +104,7 @@ fn no_card_data_in_logs_events_outcomes_debug_output_or_panics() {
     let panics = panics.lock().unwrap().clone();
     assert_eq!(panics.len(), 3, "each case panicked: {panics:?}");
 
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert!(
         logs.contains("sending payment to processor") && logs.contains("visa ending 4242"),
         "the capture is real: {logs}"

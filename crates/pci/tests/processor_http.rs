@@ -17,12 +17,12 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 use support::{
-    assert_no_card_data, bank, capture_traces, card, charge, self_signed, serve, serve_tls,
-    tokenize,
+    assert_no_card_data, bank, capture_traces, card, charge, self_signed, serve_tls, tokenize,
 };
 use tonegate_pci::{
     pay, FailedReason, PaymentOutcome, Processor, ProcessorConfig, ProcessorConfigError, TokenType,
 };
+use tonegate_testkit::standin::serve;
 
 const BOUND: Duration = Duration::from_secs(20);
 

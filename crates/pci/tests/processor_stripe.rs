@@ -14,10 +14,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use serde_json::{json, Value};
-use support::{assert_no_card_data, bank, capture_traces, card, charge, serve, tokenize};
+use support::{assert_no_card_data, bank, capture_traces, card, charge, tokenize};
 use tonegate_pci::{
     pay, FailedReason, PaymentOutcome, Processor, ProcessorConfig, ProcessorConfigError, TokenType,
 };
+use tonegate_testkit::standin::serve;
 
 const KEY: &str = "sk_test_tonegate";
 /// Every test ends well within this, whatever the server does.

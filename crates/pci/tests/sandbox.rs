@@ -1,11 +1,11 @@
 //! `pay` through the built-in sandbox processor: the whole collection-to-outcome run with no
 //! network, every test card of its table.
 
-mod common;
+mod support;
 
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{bank, card, request};
+use support::{bank, card, request};
 use tonegate_pci::processor::sandbox::Sandbox;
 use tonegate_pci::{pay, Brand, FailedReason, PaymentOutcome, TokenType};
 
@@ -21,7 +21,7 @@ async fn approved_cards_charge_with_a_transaction_id_and_a_masked_card() {
         let session = format!("ps_{number}");
         match pay(
             &sandbox,
-            card(number, "1230", cvc),
+            card(number, "1230", cvc, "94107"),
             &request(&session, 4200),
             SystemTime::now(),
         )
@@ -52,7 +52,7 @@ async fn decline_cards_fail_as_payment_declined_with_their_codes() {
     ] {
         match pay(
             &sandbox,
-            card(number, "1230", "123"),
+            card(number, "1230", "123", "94107"),
             &request(number, 4200),
             SystemTime::now(),
         )
@@ -79,7 +79,7 @@ async fn processor_errors_and_timeouts_fail_as_processor_error() {
     let sandbox = Sandbox::new(Duration::from_millis(50));
     let outcome = pay(
         &sandbox,
-        card("4000000000000119", "1230", "123"),
+        card("4000000000000119", "1230", "123", "94107"),
         &request("ps_err", 4200),
         SystemTime::now(),
     )
@@ -95,7 +95,7 @@ async fn processor_errors_and_timeouts_fail_as_processor_error() {
     let started = Instant::now();
     let outcome = pay(
         &sandbox,
-        card("4000000000000408", "1230", "123"),
+        card("4000000000000408", "1230", "123", "94107"),
         &request("ps_timeout", 4200),
         SystemTime::now(),
     )
@@ -121,14 +121,14 @@ async fn the_same_session_never_charges_twice() {
     let sandbox = Sandbox::default();
     let first = pay(
         &sandbox,
-        card("4242424242424242", "1230", "123"),
+        card("4242424242424242", "1230", "123", "94107"),
         &request("ps_8f21c0", 4200),
         SystemTime::now(),
     )
     .await;
     let again = pay(
         &sandbox,
-        card("4242424242424242", "1230", "123"),
+        card("4242424242424242", "1230", "123", "94107"),
         &request("ps_8f21c0", 4200),
         SystemTime::now(),
     )
@@ -137,7 +137,7 @@ async fn the_same_session_never_charges_twice() {
     assert_eq!(sandbox.requests(), 1, "and is not a second charge");
     let other = pay(
         &sandbox,
-        card("4242424242424242", "1230", "123"),
+        card("4242424242424242", "1230", "123", "94107"),
         &request("ps_other", 4200),
         SystemTime::now(),
     )
@@ -153,7 +153,7 @@ async fn an_amount_of_zero_tokenizes() {
     req.token_type = Some(TokenType::Reusable);
     match pay(
         &sandbox,
-        card("4242424242424242", "1230", "123"),
+        card("4242424242424242", "1230", "123", "94107"),
         &req,
         SystemTime::now(),
     )

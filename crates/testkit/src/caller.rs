@@ -4,14 +4,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
-use rtp_types::RtpPacketBuilder;
+use anyhow::bail;
 use tokio::net::UdpSocket;
 use tonegate_media::g711::Law;
-use tonegate_media::rfc4733::EventPayload;
 use tonegate_media::Key;
 
-use crate::tone;
+use crate::phone::press_event;
+use crate::{rtp, tone};
 
 /// A caller's phone sending RTP: PCMU every 20 ms and RFC 4733 telephone-events on PT 101.
 /// `pace` is the wall time between packets (20 ms is real time; less replays faster, which
@@ -40,14 +39,7 @@ impl Caller {
     }
 
     async fn send(&mut self, pt: u8, ts: u32, payload: &[u8]) -> anyhow::Result<()> {
-        let p = RtpPacketBuilder::<&[u8], &[u8]>::new()
-            .payload_type(pt)
-            .sequence_number(self.seq)
-            .timestamp(ts)
-            .ssrc(self.ssrc)
-            .payload(payload)
-            .write_vec()
-            .context("an RTP packet")?;
+        let p = rtp::packet(pt, false, self.seq, ts, self.ssrc, payload);
         self.seq = self.seq.wrapping_add(1);
         self.socket.send_to(&p, self.to).await?;
         tokio::time::sleep(self.pace).await;
@@ -65,30 +57,14 @@ impl Caller {
 
     /// Presses `keys`: 100 ms each (five updates, the end packet three times), 100 ms apart.
     pub async fn press(&mut self, keys: &str) -> anyhow::Result<()> {
-        for c in keys.chars() {
-            let Some(key) = Key::from_char(c) else {
-                bail!("`{c}` is not a keypad key");
-            };
-            let start = self.ts;
-            for i in 1..=8u16 {
-                self.send(101, start, &event_block(key, i).to_bytes())
-                    .await?;
-                if i <= 5 {
-                    self.ts = self.ts.wrapping_add(160);
-                }
-            }
-            self.audio(5).await?;
-        }
-        Ok(())
+        self.press_events(keys, false).await
     }
 
     /// Presses `keys` as in-band tones only (no telephone-events): 100 ms of the key's two
     /// tones at -10 dBm0 each in the PCMU audio, then 100 ms of silence.
     pub async fn press_inband(&mut self, keys: &str) -> anyhow::Result<()> {
         for c in keys.chars() {
-            let Some(key) = Key::from_char(c) else {
-                bail!("`{c}` is not a keypad key");
-            };
+            let key = keypad(c)?;
             for _ in 0..5 {
                 let payload = tone20(key, self.ts);
                 self.send(0, self.ts, &payload).await?;
@@ -102,18 +78,22 @@ impl Caller {
     /// Presses `keys` both ways at once, as many phones do: the tones stay in the audio while
     /// RFC 4733 events are sent for the same key. The gateway must hear one press per key.
     pub async fn press_both(&mut self, keys: &str) -> anyhow::Result<()> {
+        self.press_events(keys, true).await
+    }
+
+    /// Each key as a 100 ms press of telephone-events ([`press_event`]), with the key's tones
+    /// in the audio beside the five updates when `tones`; then 100 ms of silence.
+    async fn press_events(&mut self, keys: &str, tones: bool) -> anyhow::Result<()> {
         for c in keys.chars() {
-            let Some(key) = Key::from_char(c) else {
-                bail!("`{c}` is not a keypad key");
-            };
+            let key = keypad(c)?;
             let start = self.ts;
             for i in 1..=8u16 {
-                if i <= 5 {
+                if tones && i <= 5 {
                     let payload = tone20(key, self.ts);
                     self.send(0, self.ts, &payload).await?;
                 }
-                self.send(101, start, &event_block(key, i).to_bytes())
-                    .await?;
+                let event = press_event(key.event_code(), i);
+                self.send(101, start, &event.to_bytes()).await?;
                 if i <= 5 {
                     self.ts = self.ts.wrapping_add(160);
                 }
@@ -130,14 +110,10 @@ impl Caller {
     }
 }
 
-/// Packet `i` (1-8) of a 100 ms press: five updates 20 ms apart, then the end packet three
-/// times (RFC 4733 §2.5.1.4), volume -10 dBm0.
-fn event_block(key: Key, i: u16) -> EventPayload {
-    EventPayload {
-        code: key.event_code(),
-        end: i > 5,
-        volume: 10,
-        duration: i.min(5) * 160,
+fn keypad(c: char) -> anyhow::Result<Key> {
+    match Key::from_char(c) {
+        Some(key) => Ok(key),
+        None => bail!("`{c}` is not a keypad key"),
     }
 }
 

@@ -6,12 +6,11 @@
 
 use std::time::Duration;
 
-use rtp_types::RtpPacketBuilder;
 use tonegate_media::g711::Law;
 use tonegate_media::rfc4733::EventPayload;
 use tonegate_media::Key;
 
-use crate::tone;
+use crate::{rtp, tone};
 
 /// One datagram and when the phone sent it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,15 +71,7 @@ impl Phone {
 
     /// An RTP packet with the next sequence number.
     pub fn packet(&mut self, pt: u8, marker: bool, ts: u32, payload: &[u8]) -> Vec<u8> {
-        let bytes = RtpPacketBuilder::<&[u8], &[u8]>::new()
-            .payload_type(pt)
-            .marker_bit(marker)
-            .sequence_number(self.seq)
-            .timestamp(ts)
-            .ssrc(self.ssrc)
-            .payload(payload)
-            .write_vec()
-            .expect("a valid RTP packet");
+        let bytes = rtp::packet(pt, marker, self.seq, ts, self.ssrc, payload);
         self.seq = self.seq.wrapping_add(1);
         bytes
     }
@@ -153,5 +144,18 @@ impl Phone {
             self.press(key, ms, keying);
             self.silence(gap_ms);
         }
+    }
+}
+
+/// The telephone-event in packet `i` (1 to 8) of a 100 ms press of event `code`, as the UDP
+/// [`Caller`](crate::caller::Caller) and the benches send one: five updates 20 ms apart
+/// (durations 160 to 800), then the end packet three times (RFC 4733 §2.5.1.4), volume
+/// -10 dBm0. Every packet of the press carries the timestamp of its start.
+pub fn press_event(code: u8, i: u16) -> EventPayload {
+    EventPayload {
+        code,
+        end: i > 5,
+        volume: 10,
+        duration: i.min(5) * 160,
     }
 }

@@ -1,5 +1,7 @@
 //! Stand-ins for the customer's start, success and failure endpoints: a real HTTP server on
-//! 127.0.0.1 that answers the start connection and records what every connection sends.
+//! 127.0.0.1 that answers the start connection and records what every connection sends; and
+//! [`serve`], which puts any test's own stand-in (a processor, an endpoint that fails or
+//! stalls) on 127.0.0.1.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -51,6 +53,17 @@ pub async fn customer_endpoints(
         let _ = axum::serve(listener, app).await;
     });
     Ok((addr, received))
+}
+
+/// Serves `router` on 127.0.0.1 (a free port) until the runtime ends; its address. Panics
+/// when it cannot bind (for tests).
+pub async fn serve(router: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port on 127.0.0.1");
+    let addr = listener.local_addr().expect("a bound listener's address");
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    addr
 }
 
 /// A function file whose connections point at the stand-ins on `customer`.

@@ -1,10 +1,11 @@
-//! Shared by the processor tests: a sealed card through the public collector, mock servers on
-//! 127.0.0.1 (plain and TLS), tracing capture, and the no-leak check.
+//! Shared by the pci tests: a sealed card or bank account through the public collector only,
+//! payment requests, a mock server over TLS on 127.0.0.1 (plain HTTP ones come from
+//! `tonegate_testkit::standin::serve`), tracing capture, and the no-leak check.
 #![allow(dead_code)] // each test file uses a different part
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use tokio::net::{TcpListener, TcpStream};
@@ -13,8 +14,10 @@ use tonegate_pci::{
     CollectEvent, Collector, CollectorConfig, Currency, MinorUnits, PaymentRequest, PaymentType,
     SealedCard, TokenType, YearMonth,
 };
+use tonegate_testkit::logs::LogCapture;
 
-fn at(ms: u64) -> MediaTime {
+/// Media time `ms` milliseconds into the collection (8 kHz).
+pub fn at(ms: u64) -> MediaTime {
     MediaTime::new(ms * 8, ClockRate::NARROWBAND)
 }
 
@@ -78,21 +81,31 @@ pub fn bank(routing_number: &str, account_number: &str) -> SealedCard {
     collector.take_card().expect("a complete bank account")
 }
 
-/// A charge of `amount` cents in USD for session `session`.
-pub fn charge(session: &str, amount: u64) -> PaymentRequest {
+/// A charge of `amount` cents in USD for session `session`, with an invoice id: what the
+/// sandbox and leak tests pay with.
+pub fn request(session: &str, amount: u64) -> PaymentRequest {
     let mut processor_parameters = serde_json::Map::new();
     processor_parameters.insert("invoice_id".into(), "INV-10482".into());
-    processor_parameters.insert("attempt".into(), 2.into());
-    processor_parameters.insert("is_postal_code_required".into(), true.into());
-    processor_parameters.insert("min_postal_code_length".into(), 5.into());
     PaymentRequest {
         session_reference: session.to_owned(),
         amount: MinorUnits(amount),
         currency: Currency::new("usd").unwrap(),
-        description: Some("Invoice INV-10482".to_owned()),
+        description: Some("Order #10482".to_owned()),
         processor_parameters,
         token_type: None,
     }
+}
+
+/// [`request`] with what the connector tests render into their templates and forms: an
+/// invoice description, an attempt number and the postal-code parameters.
+pub fn charge(session: &str, amount: u64) -> PaymentRequest {
+    let mut charge = request(session, amount);
+    charge.description = Some("Invoice INV-10482".to_owned());
+    let parameters = &mut charge.processor_parameters;
+    parameters.insert("attempt".into(), 2.into());
+    parameters.insert("is_postal_code_required".into(), true.into());
+    parameters.insert("min_postal_code_length".into(), 5.into());
+    charge
 }
 
 /// A tokenize request (amount 0) for `token_type`.
@@ -101,14 +114,6 @@ pub fn tokenize(session: &str, token_type: TokenType) -> PaymentRequest {
         token_type: Some(token_type),
         ..charge(session, 0)
     }
-}
-
-/// Serves `router` on 127.0.0.1 (a free port) until the test's runtime ends.
-pub async fn serve(router: Router) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    addr
 }
 
 /// A self-signed certificate for 127.0.0.1 and localhost: (certificate PEM, server config).
@@ -173,39 +178,12 @@ pub async fn serve_tls(router: Router, config: Arc<rustls::ServerConfig>) -> Soc
 /// caches each callsite's interest globally, so a test running in parallel without a
 /// subscriber can switch a callsite off for everyone.) Other tests' logs being in the buffer
 /// only makes the leak checks stricter.
-#[derive(Clone, Default)]
-pub struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Captured {
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-pub fn capture_traces() -> (Captured, ()) {
-    static GLOBAL: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+pub fn capture_traces() -> (LogCapture, ()) {
+    static GLOBAL: std::sync::OnceLock<LogCapture> = std::sync::OnceLock::new();
     let captured = GLOBAL
         .get_or_init(|| {
-            let captured = Captured::default();
-            let writer = captured.clone();
-            let subscriber = tracing_subscriber::fmt()
-                .with_max_level(tracing::Level::TRACE)
-                .with_ansi(false)
-                .without_time()
-                .with_writer(move || writer.clone())
-                .finish();
-            tracing::subscriber::set_global_default(subscriber)
+            let captured = LogCapture::new();
+            tracing::subscriber::set_global_default(captured.subscriber())
                 .expect("no other global subscriber in this test binary");
             captured
         })
