@@ -16,6 +16,8 @@ use tonegate_pci::{pay, Collector, CollectorConfig, PaymentRequest, YearMonth};
 use tonegate_testkit::logs::LogCapture;
 
 const NUMBER: &str = "4242424242424242";
+/// The sandbox's `do_not_honor` card, paid with too: a declined card is card data as well.
+const DECLINED: &str = "4000000000000002";
 const CVC: &str = "739";
 const EXPIRY: &str = "0731";
 const POSTAL: &str = "94107";
@@ -26,6 +28,8 @@ fn forbidden() -> Vec<&'static str> {
         NUMBER,
         "424242424242", // the number without its last four
         "4242 4242",
+        DECLINED,
+        "400000000000", // the declined number without its last four
         CVC,
         EXPIRY,
         "07/31",
@@ -53,7 +57,7 @@ fn no_card_data_in_logs_events_outcomes_debug_output_or_panics() {
             .build()
             .unwrap();
         let sandbox = Sandbox::default();
-        for (session, number) in [("ps_ok", NUMBER), ("ps_declined", "4000000000000002")] {
+        for (session, number) in [("ps_ok", NUMBER), ("ps_declined", DECLINED)] {
             let mut config = CollectorConfig::new(YearMonth::new(2026, 11).unwrap());
             config.retry_limit = 3;
             let mut collector = Collector::new(config).unwrap();
