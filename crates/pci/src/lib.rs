@@ -76,9 +76,7 @@ pub use collector::{
 };
 pub use expiry::YearMonth;
 pub use outcome::{FailedReason, PaymentOutcome};
-pub use processor::{
-    pay, Approval, Currency, MinorUnits, PaymentRequest, Processor, Refusal, TokenType,
-};
+pub use processor::{pay, Currency, MinorUnits, PaymentRequest, Processor, TokenType};
 pub use processor::{
     HmacAuth, HttpAuth, HttpConfig, HttpMethod, ProcessorConfig, ProcessorConfigError,
     ResponseMapping, SandboxConfig, SignatureEncoding, StripeConfig,

@@ -41,7 +41,7 @@ use super::config::{
     http_client, parse_url, timeout, HttpAuth, HttpConfig, HttpMethod, ProcessorConfigError,
     ResponseMapping, SignatureEncoding,
 };
-use super::{Approval, PaymentRequest, Processor, Refusal, Sealed, TokenType};
+use super::{Approval, Connector, PaymentRequest, Processor, Refusal, TokenType};
 use crate::card::{PaymentView, SealedCard};
 
 const CHARGE: &str = "charge_template";
@@ -354,14 +354,14 @@ impl HttpProcessor {
     }
 }
 
-impl Sealed for HttpProcessor {}
-
-#[async_trait]
 impl Processor for HttpProcessor {
     fn name(&self) -> &'static str {
         "http"
     }
+}
 
+#[async_trait]
+impl Connector for HttpProcessor {
     async fn charge(
         &self,
         card: &SealedCard,

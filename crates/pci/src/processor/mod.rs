@@ -136,18 +136,20 @@ impl PaymentRequest {
     }
 }
 
-/// A processor said yes.
+/// A processor said yes. Crate-private: only [`pay`] sees it, and turns it into a scrubbed
+/// [`PaymentOutcome`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Approval {
+pub(crate) struct Approval {
     /// The charge's id.
-    pub transaction_id: Option<String>,
+    pub(crate) transaction_id: Option<String>,
     /// The token or payment method's id.
-    pub token_id: Option<String>,
+    pub(crate) token_id: Option<String>,
 }
 
-/// A processor said no, or could not say.
+/// A processor said no, or could not say. Crate-private: its text is the processor's, not yet
+/// scrubbed (it may echo the card); only [`pay`] reads it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// The card was declined: `code` is the processor's decline code.
     Declined {
         /// Decline code (`insufficient_funds`, `do_not_honor`, `expired_card`, ...).
@@ -163,21 +165,14 @@ pub enum Refusal {
     },
 }
 
-mod sealed {
-    pub trait Sealed {}
-}
-pub(crate) use sealed::Sealed;
-
-/// A payment processor connector. Sealed: implemented only by this crate's connectors, which
-/// are the only code that can read a [`SealedCard`].
+/// What a connector does with the card: crate-private, so code outside the crate can neither
+/// implement it (which seals [`Processor`]) nor call `charge` or `tokenize`, not even on a
+/// `dyn Processor` (the compiler answers "method `charge` is private"). The only way to reach
+/// a connector is [`pay`], which drops the card after the answer and scrubs the answer's text.
 #[async_trait]
-pub trait Processor: Sealed + Send + Sync {
-    /// The connector's name (`sandbox`, `http`, `stripe`).
-    fn name(&self) -> &'static str;
-
-    /// Charges `request.amount` (> 0) to the card; `now` is the wall-clock time of the attempt
-    /// (see [`pay`]).
-    #[doc(hidden)]
+pub(crate) trait Connector {
+    /// Charges `request.amount` (> 0) to the card; `now` is the wall-clock time of the
+    /// attempt (see [`pay`]).
     async fn charge(
         &self,
         card: &SealedCard,
@@ -186,14 +181,25 @@ pub trait Processor: Sealed + Send + Sync {
     ) -> Result<Approval, Refusal>;
 
     /// Tokenizes the card (`request.amount` is 0) as `request.token_type`; `now` as for
-    /// [`Processor::charge`].
-    #[doc(hidden)]
+    /// [`Connector::charge`].
     async fn tokenize(
         &self,
         card: &SealedCard,
         request: &PaymentRequest,
         now: SystemTime,
     ) -> Result<Approval, Refusal>;
+}
+
+/// A payment processor connector, used only through [`pay`] (as `&dyn Processor`, or an
+/// `Arc<dyn Processor>` shared by a gateway's calls). Sealed: its supertrait, which holds the
+/// charge and tokenize steps, is crate-private, so only this crate's connectors (the only code
+/// that can read a [`SealedCard`]) implement it, and no code outside the crate can charge a
+/// card without `pay` and keep it (security code included) after an authorization.
+// `private_bounds`: the crate-private supertrait is the point (see `Connector`).
+#[allow(private_bounds)]
+pub trait Processor: Connector + Send + Sync {
+    /// The connector's name (`sandbox`, `http`, `stripe`).
+    fn name(&self) -> &'static str;
 }
 
 /// Charges or tokenizes `card` through `processor`, and drops the card (its digits are zeroed).

@@ -30,7 +30,7 @@ use serde_json::Value;
 
 use super::config::{http_client, parse_url, timeout, ProcessorConfigError, StripeConfig};
 use super::http::{exchange, scalar_text, SecretBuffer};
-use super::{Approval, PaymentRequest, Processor, Refusal, Sealed, TokenType};
+use super::{Approval, Connector, PaymentRequest, Processor, Refusal, TokenType};
 use crate::card::{CardView, PaymentView, SealedCard};
 
 /// Keys of `processor_parameters` that configure tonegate's collection, not the merchant's
@@ -177,14 +177,14 @@ impl StripeProcessor {
     }
 }
 
-impl Sealed for StripeProcessor {}
-
-#[async_trait]
 impl Processor for StripeProcessor {
     fn name(&self) -> &'static str {
         "stripe"
     }
+}
 
+#[async_trait]
+impl Connector for StripeProcessor {
     async fn charge(
         &self,
         card: &SealedCard,
