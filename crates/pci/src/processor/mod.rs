@@ -39,7 +39,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::card::{PaymentView, SealedCard};
-use crate::outcome::{sanitize, FailedReason, PaymentOutcome};
+use zeroize::Zeroizing;
+
+use crate::outcome::{sanitize, sanitize_id, FailedReason, PaymentOutcome};
 
 /// An amount in the currency's minor units (cents for USD, yen for JPY).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -231,8 +233,10 @@ pub async fn pay(
     let outcome = match result {
         Ok(approval) => PaymentOutcome::Succeeded {
             card: masked,
-            transaction_id: approval.transaction_id,
-            token_id: approval.token_id,
+            transaction_id: approval
+                .transaction_id
+                .map(|id| sanitize_id(&scrub(&card, &id))),
+            token_id: approval.token_id.map(|id| sanitize_id(&scrub(&card, &id))),
         },
         Err(Refusal::Declined { code, message }) => PaymentOutcome::Failed {
             card: masked,
@@ -257,30 +261,56 @@ pub async fn pay(
     outcome
 }
 
-/// Removes every form of this card's own data from a processor's text.
-fn scrub(card: &SealedCard, text: &str) -> String {
-    let mut secrets: Vec<String> = Vec::new();
+/// Removes every form of this card's own data from a processor's text (a message, a decline
+/// code, an id): the number, the security and postal codes, the expiry as `MM/YY`, `MMYY`,
+/// `MM/YYYY`, `YYYY-MM`, `M/YY` and their variants with `-`, `.`, `/` or a space, and for a
+/// bank debit the account and routing numbers. Separated forms of the number (`4242 4242 ...`)
+/// are left to the digit-run rule of [`sanitize`] and [`sanitize_id`], which runs after this.
+///
+/// Card data: the list of forms and each intermediate text are zeroed when dropped
+/// (`docs/pci-boundary.md`, "where card data lives").
+fn scrub(card: &SealedCard, text: &str) -> Zeroizing<String> {
+    let mut secrets: Vec<Zeroizing<String>> = Vec::new();
+    let mut add = |secret: &str| secrets.push(Zeroizing::new(secret.to_owned()));
     match card.expose() {
         PaymentView::Card(c) => {
-            secrets.push(c.number.to_owned());
-            secrets.extend(c.security_code.map(str::to_owned));
+            add(c.number);
+            if let Some(code) = c.security_code {
+                add(code);
+            }
+            if let Some(postal) = c.postal_code {
+                add(postal);
+            }
             let (mm, yyyy) = (c.expiry.month(), c.expiry.year());
             let yy = yyyy % 100;
-            secrets.extend([
-                format!("{mm:02}/{yyyy}"),
-                format!("{mm:02}/{yy:02}"),
-                format!("{mm:02}{yy:02}"),
-                format!("{yyyy}-{mm:02}"),
-            ]);
+            for separator in ["/", "-", ".", " "] {
+                for form in [
+                    format!("{mm:02}{separator}{yyyy}"),
+                    format!("{mm}{separator}{yyyy}"),
+                    format!("{mm:02}{separator}{yy:02}"),
+                    format!("{mm}{separator}{yy:02}"),
+                    format!("{yyyy}{separator}{mm:02}"),
+                    format!("{yyyy}{separator}{mm}"),
+                ] {
+                    add(&Zeroizing::new(form));
+                }
+            }
+            add(&Zeroizing::new(format!("{mm:02}{yy:02}")));
+            add(&Zeroizing::new(format!("{mm:02}{yyyy}")));
+            add(&Zeroizing::new(format!("{yyyy}{mm:02}")));
         }
         PaymentView::Bank(b) => {
-            secrets.push(b.account_number.to_owned());
-            secrets.push(b.routing_number.to_owned());
+            add(b.account_number);
+            add(b.routing_number);
         }
     }
-    let mut out = text.to_owned();
+    // Longest first, so `07/2031` goes before `07/20` could cut it in two.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut out = Zeroizing::new(text.to_owned());
     for secret in secrets.iter().filter(|s| s.len() >= 3) {
-        out = out.replace(secret.as_str(), "[redacted]");
+        if out.contains(secret.as_str()) {
+            out = Zeroizing::new(out.replace(secret.as_str(), "[redacted]"));
+        }
     }
     out
 }
