@@ -76,6 +76,12 @@ pub use collector::{
 };
 pub use expiry::YearMonth;
 pub use outcome::{FailedReason, PaymentOutcome};
+pub use processor::sandbox::Sandbox;
+#[cfg(feature = "connectors")]
+pub use processor::{
+    http::HttpProcessor,
+    stripe::{StripeProcessor, CUSTOMER_PARAMETER as STRIPE_CUSTOMER_PARAMETER},
+};
 pub use processor::{pay, Currency, MinorUnits, PaymentRequest, Processor, TokenType};
 pub use processor::{
     HmacAuth, HttpAuth, HttpConfig, HttpMethod, ProcessorConfig, ProcessorConfigError,

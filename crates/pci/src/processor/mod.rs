@@ -139,8 +139,8 @@ impl PaymentRequest {
 }
 
 /// A processor said yes. Crate-private: only [`pay`] sees it, and turns it into a scrubbed
-/// [`PaymentOutcome`].
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// [`PaymentOutcome`]. Its `Debug` does not show the ids (not scrubbed yet).
+#[derive(Clone, Default, PartialEq, Eq)]
 pub(crate) struct Approval {
     /// The charge's id.
     pub(crate) transaction_id: Option<String>,
@@ -149,8 +149,8 @@ pub(crate) struct Approval {
 }
 
 /// A processor said no, or could not say. Crate-private: its text is the processor's, not yet
-/// scrubbed (it may echo the card); only [`pay`] reads it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// scrubbed (it may echo the card); only [`pay`] reads it. Its `Debug` shows the variant only.
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) enum Refusal {
     /// The card was declined: `code` is the processor's decline code.
     Declined {
@@ -165,6 +165,27 @@ pub(crate) enum Refusal {
         /// What happened (sanitized by [`pay`]).
         message: String,
     },
+}
+
+impl fmt::Debug for Approval {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Approval")
+            .field(
+                "transaction_id",
+                &self.transaction_id.as_ref().map(|_| "<unscrubbed>"),
+            )
+            .field("token_id", &self.token_id.as_ref().map(|_| "<unscrubbed>"))
+            .finish()
+    }
+}
+
+impl fmt::Debug for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Refusal::Declined { .. } => "Refusal::Declined { <unscrubbed> }",
+            Refusal::Error { .. } => "Refusal::Error { <unscrubbed> }",
+        })
+    }
 }
 
 /// What a connector does with the card: crate-private, so code outside the crate can neither
