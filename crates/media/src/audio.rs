@@ -16,6 +16,10 @@
 //!   payload types given in [`AudioConfig::l16_payload_types`] (RFC 3551's static L16 types
 //!   10 and 11 are 44.1 kHz, which the detector does not take).
 
+use std::fmt;
+
+use zeroize::Zeroize;
+
 use crate::extend::TimestampExtender;
 use crate::g711::Law;
 use crate::inband::{InbandDetector, InbandEvent};
@@ -87,14 +91,17 @@ pub struct AudioStats {
     pub concealed: u64,
 }
 
-#[derive(Debug, Clone)]
+/// No `Debug`: its samples may hold a key's tones.
+#[derive(Clone)]
 struct Pending {
     ts: u64,
     samples: Vec<i16>,
 }
 
-/// One RTP stream's audio path into the in-band detector.
-#[derive(Debug, Clone)]
+/// One RTP stream's audio path into the in-band detector. Its `Debug` shows settings, timing
+/// and counters (its detector's included), never a sample; held samples are overwritten when
+/// the stream is dropped.
+#[derive(Clone)]
 pub struct AudioStream {
     window: u64,
     timestamps: TimestampExtender,
@@ -106,6 +113,29 @@ pub struct AudioStream {
     /// Sample buffers of released packets, reused so that steady-state audio allocates
     /// nothing (a fresh `Vec` per packet made a 256 MiB replay 2.7x slower).
     spare: Vec<Vec<i16>>,
+}
+
+impl fmt::Debug for AudioStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AudioStream")
+            .field("window", &self.window)
+            .field("released", &self.released)
+            .field("pending_packets", &self.pending.len())
+            .field("detector", &self.detector)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for AudioStream {
+    fn drop(&mut self) {
+        for pending in &mut self.pending {
+            pending.samples.zeroize();
+        }
+        for spare in &mut self.spare {
+            spare.zeroize();
+        }
+    }
 }
 
 /// Buffers kept for reuse: more than the jitter window ever holds.

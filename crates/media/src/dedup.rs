@@ -11,13 +11,16 @@
 //! more than the tolerance, so real repeats are never merged. Nothing is held back: the first
 //! source to finish a press reports it, with no added latency.
 
+use std::fmt;
+
 use crate::key::KeyPress;
 
 /// How many recent presses are remembered (more than can overlap one press).
 const REMEMBERED: usize = 8;
 
-/// The de-duplicator for one stream.
-#[derive(Clone, Debug, Default)]
+/// The de-duplicator for one stream. Its `Debug` shows counters only (never a remembered
+/// press); remembered keys are overwritten when their slot is reused and when it is dropped.
+#[derive(Clone, Default)]
 pub struct PressMerger {
     recent: [Option<KeyPress>; REMEMBERED],
     next: usize,
@@ -51,6 +54,9 @@ impl PressMerger {
             self.merged += 1;
             return None;
         }
+        if let Some(old) = self.recent[self.next].as_mut() {
+            old.forget_key();
+        }
         self.recent[self.next] = Some(press.clone());
         self.next = (self.next + 1) % REMEMBERED;
         Some(press)
@@ -59,6 +65,23 @@ impl PressMerger {
     /// Presses dropped as duplicates so far.
     pub fn merged(&self) -> u64 {
         self.merged
+    }
+}
+
+impl fmt::Debug for PressMerger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PressMerger")
+            .field("remembered", &self.recent.iter().flatten().count())
+            .field("merged", &self.merged)
+            .finish()
+    }
+}
+
+impl Drop for PressMerger {
+    fn drop(&mut self) {
+        for press in self.recent.iter_mut().flatten() {
+            press.forget_key();
+        }
     }
 }
 

@@ -54,10 +54,12 @@
 
 use std::collections::VecDeque;
 use std::f32::consts::PI;
+use std::fmt;
 use std::ops::{Add, Mul};
 use std::sync::OnceLock;
 
 use thiserror::Error;
+use zeroize::Zeroize;
 
 use crate::g711::FULL_SCALE_SINE_DBM0;
 use crate::goertzel::{
@@ -308,7 +310,8 @@ fn offset_hz(p: Complex) -> f32 {
     p.arg() * SAMPLE_RATE / (2.0 * PI * HALF as f32)
 }
 
-#[derive(Clone, Copy, Debug)]
+/// No `Debug`: its row and column are the key.
+#[derive(Clone, Copy)]
 struct Hit {
     row: u8,
     col: u8,
@@ -319,8 +322,9 @@ struct Hit {
     product: [Complex; 2],
 }
 
-/// One key being heard: a candidate until confirmed, then the active press.
-#[derive(Clone, Copy, Debug)]
+/// One key being heard: a candidate until confirmed, then the active press. No `Debug`: its
+/// row and column are the key.
+#[derive(Clone, Copy)]
 struct Track {
     row: u8,
     col: u8,
@@ -496,7 +500,11 @@ impl Track {
 }
 
 /// The sans-IO in-band DTMF detector for one audio channel.
-#[derive(Clone, Debug)]
+///
+/// Its `Debug` shows settings and counters, never a row, a column, a bin energy or a sample
+/// (each would tell the key being heard). When a tracked key is let go, and when the detector
+/// is dropped, its row and column, the sample buffer and the per-bin energies are overwritten.
+#[derive(Clone)]
 pub struct InbandDetector {
     config: InbandConfig,
     thresholds: Thresholds,
@@ -520,6 +528,39 @@ pub struct InbandDetector {
     candidate: Option<Track>,
     active: Option<Track>,
     events: VecDeque<InbandEvent>,
+}
+
+impl fmt::Debug for InbandDetector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InbandDetector")
+            .field("config", &self.config)
+            .field("blocks", &self.blocks)
+            .field("next", &self.next)
+            .field("pending_events", &self.events.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for InbandDetector {
+    fn drop(&mut self) {
+        forget(&mut self.candidate);
+        forget(&mut self.active);
+        self.buf.zeroize();
+        self.last_energies.zeroize();
+        self.prev_energies.zeroize();
+        for energies in &mut self.earlier_energies {
+            energies.zeroize();
+        }
+    }
+}
+
+/// Lets a tracked key go: its row and column are overwritten before the slot is emptied.
+fn forget(track: &mut Option<Track>) {
+    if let Some(t) = track.as_mut() {
+        t.row.zeroize();
+        t.col.zeroize();
+    }
+    *track = None;
 }
 
 #[derive(Clone, Debug)]
@@ -628,8 +669,9 @@ impl InbandDetector {
             let missing = BLOCK - self.fill;
             self.push(&[0; BLOCK][..missing]);
         }
-        self.candidate = None;
-        if let Some(track) = self.active.take() {
+        forget(&mut self.candidate);
+        if let Some(track) = self.active {
+            forget(&mut self.active);
             self.emit_press(&track, Ending::EndOfInput);
         }
     }
@@ -702,7 +744,7 @@ impl InbandDetector {
         match hit {
             Some(hit) if self.active.as_ref().is_some_and(|a| a.same_key(&hit)) => {
                 self.active.as_mut().expect("checked").add(block, &hit);
-                self.candidate = None;
+                forget(&mut self.candidate);
             }
             Some(hit) => {
                 self.miss_active();
@@ -713,6 +755,7 @@ impl InbandDetector {
                         let before = e[hit.row as usize] + e[4 + hit.col as usize];
                         let e = &self.earlier_energies[1];
                         let onset = [e[hit.row as usize], e[4 + hit.col as usize]];
+                        forget(&mut self.candidate);
                         self.candidate = Some(Track::new(block, &hit, before, onset));
                     }
                 }
@@ -721,10 +764,12 @@ impl InbandDetector {
                     .as_ref()
                     .is_some_and(|c| c.confirmable(&self.config, &self.thresholds));
                 if ready {
-                    if let Some(old) = self.active.take() {
+                    if let Some(old) = self.active {
+                        forget(&mut self.active);
                         self.emit_press(&old, Ending::ToneEnd);
                     }
-                    let mut track = self.candidate.take().expect("checked");
+                    let mut track = self.candidate.expect("checked");
+                    forget(&mut self.candidate);
                     track.confirmed = true;
                     self.events.push_back(InbandEvent::PressStarted {
                         key: track.key(),
@@ -738,7 +783,7 @@ impl InbandDetector {
                 if let Some(c) = self.candidate.as_mut() {
                     c.miss(&self.last_energies);
                     if c.misses >= END_MISSES {
-                        self.candidate = None;
+                        forget(&mut self.candidate);
                     }
                 }
             }
@@ -749,7 +794,8 @@ impl InbandDetector {
         if let Some(a) = self.active.as_mut() {
             a.miss(&self.last_energies);
             if a.misses >= END_MISSES {
-                let track = self.active.take().expect("checked");
+                let track = self.active.expect("checked");
+                forget(&mut self.active);
                 self.emit_press(&track, Ending::ToneEnd);
             }
         }

@@ -145,6 +145,21 @@ impl KeyPress {
     }
 }
 
+impl zeroize::Zeroize for Key {
+    /// Overwrites the key (its code becomes 0) with a write the compiler keeps, for state that
+    /// remembered a key it no longer needs.
+    fn zeroize(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl KeyPress {
+    /// Overwrites the remembered key (see [`Key`]'s `Zeroize`); the timing is kept.
+    pub(crate) fn forget_key(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.key);
+    }
+}
+
 impl fmt::Debug for KeyPress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyPress")

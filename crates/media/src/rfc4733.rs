@@ -39,11 +39,13 @@
 //! ```
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::time::{Duration, Instant};
 
 use rtp_types::{RtpPacket, RtpParseError};
 use rustc_hash::FxHashMap;
 use thiserror::Error;
+use zeroize::Zeroize;
 
 use crate::extend::{SeqExtender, TimestampExtender};
 use crate::key::{Dbm0, Key, KeyPress, Source};
@@ -231,14 +233,16 @@ pub struct DecoderStats {
 /// Presses remembered after they are reported, to recognise late copies.
 const RECENT: usize = 8;
 
-#[derive(Clone, Copy, Debug)]
+/// A reported press, remembered to recognise late copies. No `Debug`: it holds a key.
+#[derive(Clone, Copy)]
 struct Finished {
     code: u8,
     start: u64,
     end: u64,
 }
 
-#[derive(Clone, Copy, Debug)]
+/// The event being heard. No `Debug`: it holds a key.
+#[derive(Clone, Copy)]
 struct OpenEvent {
     code: u8,
     start: u64,
@@ -252,7 +256,6 @@ struct OpenEvent {
     last_arrival: Instant,
 }
 
-#[derive(Debug)]
 struct SsrcState {
     seq: SeqExtender,
     ts: TimestampExtender,
@@ -265,10 +268,33 @@ struct SsrcState {
     recent: VecDeque<Finished>,
 }
 
+impl SsrcState {
+    /// Overwrites the open event's code before the event is closed.
+    fn forget_open(&mut self) {
+        if let Some(open) = self.open.as_mut() {
+            open.code.zeroize();
+        }
+        self.open = None;
+    }
+}
+
+impl Drop for SsrcState {
+    /// The remembered event codes are keys: overwritten, not just freed.
+    fn drop(&mut self) {
+        self.forget_open();
+        for finished in self.recent.iter_mut() {
+            finished.code.zeroize();
+        }
+    }
+}
+
 /// The sans-IO RFC 4733 decoder, for any number of SSRCs: feed it RTP packets with their
 /// arrival time, drain [`DecoderEvent`]s with [`poll_event`](Self::poll_event), and drive
 /// [`handle_timeout`](Self::handle_timeout) at [`poll_timeout`](Self::poll_timeout).
-#[derive(Debug)]
+///
+/// Its `Debug` shows settings and counters, never an event code: a trace of the decoder would
+/// otherwise print the open key and the last keys it remembers. The codes it remembers are
+/// overwritten when they are forgotten and when the decoder is dropped.
 pub struct Rfc4733Decoder {
     config: DecoderConfig,
     end_timeout: u64,
@@ -276,6 +302,21 @@ pub struct Rfc4733Decoder {
     streams: FxHashMap<u32, SsrcState>,
     events: VecDeque<DecoderEvent>,
     stats: DecoderStats,
+}
+
+impl fmt::Debug for Rfc4733Decoder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rfc4733Decoder")
+            .field("config", &self.config)
+            .field("streams", &self.streams.len())
+            .field(
+                "open_events",
+                &self.streams.values().filter(|s| s.open.is_some()).count(),
+            )
+            .field("pending_events", &self.events.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Rfc4733Decoder {
@@ -562,10 +603,14 @@ impl Rfc4733Decoder {
         state: &mut SsrcState,
         ending: Ending,
     ) {
-        let Some(open) = state.open.take() else {
+        let Some(open) = state.open else {
             return;
         };
+        state.forget_open();
         if state.recent.len() == RECENT {
+            if let Some(oldest) = state.recent.front_mut() {
+                oldest.code.zeroize();
+            }
             state.recent.pop_front();
         }
         state.recent.push_back(Finished {

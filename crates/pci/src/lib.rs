@@ -76,9 +76,13 @@ pub use collector::{
 };
 pub use expiry::YearMonth;
 pub use outcome::{FailedReason, PaymentOutcome};
+pub use processor::sandbox::Sandbox;
+#[cfg(feature = "connectors")]
 pub use processor::{
-    pay, Approval, Currency, MinorUnits, PaymentRequest, Processor, Refusal, TokenType,
+    http::HttpProcessor,
+    stripe::{StripeProcessor, CUSTOMER_PARAMETER as STRIPE_CUSTOMER_PARAMETER},
 };
+pub use processor::{pay, Currency, MinorUnits, PaymentRequest, Processor, TokenType};
 pub use processor::{
     HmacAuth, HttpAuth, HttpConfig, HttpMethod, ProcessorConfig, ProcessorConfigError,
     ResponseMapping, SandboxConfig, SignatureEncoding, StripeConfig,

@@ -80,41 +80,74 @@ impl PaymentOutcome {
     }
 }
 
-/// Makes a processor's message safe to pass on: digit runs of six or more (which could be card
-/// data a processor echoed) become `[redacted]`, control characters become spaces, and the
-/// text is cut to 200 characters.
+/// How many non-alphanumeric characters may separate two digits of one digit run
+/// (`4242 4242`, `4242.4242`, `4242 - 4242`, `4242\t4242`).
+const MAX_SEPARATORS: usize = 3;
+
+/// A digit run this long or longer could be card data a processor echoed.
+const MIN_REDACTED_DIGITS: usize = 6;
+
+/// Makes a processor's message safe to pass on: digit runs of six or more digits, however
+/// separated (up to three non-alphanumeric characters between two digits: spaces, dashes,
+/// dots, underscores, slashes, tabs, newlines), which could be card data a processor echoed,
+/// become `[redacted]`; control characters become spaces; the text is cut to 200 characters.
 pub(crate) fn sanitize(message: &str) -> String {
-    let chars: Vec<char> = message.chars().collect();
-    let mut out = String::with_capacity(message.len().min(200));
-    let mut i = 0;
-    while i < chars.len() {
-        if !chars[i].is_ascii_digit() {
-            out.push(if chars[i].is_control() { ' ' } else { chars[i] });
-            i += 1;
+    clean(message, false)
+}
+
+/// Makes a processor's id (transaction, token) safe to pass on: as [`sanitize`], except that a
+/// digit run touching a letter (`ch_sandbox_5285d7985648c2a4`, `pi_3Nx9...`) is part of an
+/// opaque token and kept, so real ids survive; a run standing alone (`txn_4242424242424242`,
+/// `4242-4242-4242-4242`) is redacted. `pay` removes the card's own number from ids first, glued
+/// to letters or not.
+pub(crate) fn sanitize_id(id: &str) -> String {
+    clean(id, true)
+}
+
+fn clean(text: &str, keep_runs_touching_letters: bool) -> String {
+    let mut out = String::with_capacity(text.len().min(200));
+    let mut rest = text;
+    let mut previous: Option<char> = None;
+    while let Some(c) = rest.chars().next() {
+        if !c.is_ascii_digit() {
+            out.push(if c.is_control() { ' ' } else { c });
+            rest = &rest[c.len_utf8()..];
+            previous = Some(c);
             continue;
         }
-        // A run of digits, possibly grouped by single spaces or dashes (4242 4242 ...).
-        let start = i;
-        let mut digits = 0;
-        while i < chars.len() {
-            if chars[i].is_ascii_digit() {
-                digits += 1;
-                i += 1;
-            } else if (chars[i] == ' ' || chars[i] == '-')
-                && chars.get(i + 1).is_some_and(char::is_ascii_digit)
-            {
-                i += 1;
-            } else {
-                break;
-            }
-        }
-        if digits >= 6 {
+        let (len, digits) = digit_run(rest);
+        let run = &rest[..len];
+        let next = rest[len..].chars().next();
+        let touches_letter =
+            previous.is_some_and(char::is_alphabetic) || next.is_some_and(char::is_alphabetic);
+        if digits >= MIN_REDACTED_DIGITS && !(keep_runs_touching_letters && touches_letter) {
             out.push_str("[redacted]");
         } else {
-            out.extend(&chars[start..i]);
+            out.extend(run.chars().map(|c| if c.is_control() { ' ' } else { c }));
         }
+        previous = run.chars().last();
+        rest = &rest[len..];
     }
     out.chars().take(200).collect::<String>().trim().to_owned()
+}
+
+/// The run of digits that starts `text`: its length in bytes (ending on its last digit) and its
+/// number of digits. Digits may be separated by up to [`MAX_SEPARATORS`] non-alphanumeric
+/// characters; a letter, or a longer gap, ends the run.
+fn digit_run(text: &str) -> (usize, usize) {
+    let (mut end, mut digits, mut gap) = (0, 0, 0);
+    for (i, c) in text.char_indices() {
+        if c.is_ascii_digit() {
+            digits += 1;
+            end = i + 1;
+            gap = 0;
+        } else if !c.is_alphanumeric() && gap < MAX_SEPARATORS {
+            gap += 1;
+        } else {
+            break;
+        }
+    }
+    (end, digits)
 }
 
 #[cfg(test)]
@@ -131,5 +164,47 @@ mod tests {
         assert_eq!(sanitize("exp 12/34 cvc 123"), "exp 12/34 cvc 123");
         assert_eq!(sanitize("line\nbreak\u{7}"), "line break");
         assert_eq!(sanitize(&"x".repeat(500)).len(), 200);
+    }
+
+    #[test]
+    fn digit_runs_are_redacted_whatever_separates_them() {
+        for echoed in [
+            "4242.4242.4242.4242",
+            "4242_4242_4242_4242",
+            "4242  4242  4242  4242",
+            "4242\t4242\n4242\r\n4242",
+            "4242/4242/4242/4242",
+            "4242 - 4242 - 4242 - 4242",
+            "4242, 4242; 4242: 4242",
+            "424-242-4242",
+            "424242",
+        ] {
+            let text = format!("card {echoed}, declined");
+            assert_eq!(sanitize(&text), "card [redacted], declined", "{echoed:?}");
+        }
+        // Short numbers, numbers split by letters or by a wider gap, stay.
+        assert_eq!(sanitize("12345 x 67"), "12345 x 67");
+        assert_eq!(sanitize("exp 12/34 cvc 123"), "exp 12/34 cvc 123");
+        assert_eq!(sanitize("HTTP 402 after 30 s"), "HTTP 402 after 30 s");
+        assert_eq!(sanitize("1234    5678"), "1234    5678");
+        assert_eq!(sanitize("ref 4242a4242"), "ref 4242a4242");
+        // Messages redact runs glued to letters too.
+        assert_eq!(sanitize("pan4242424242424242"), "pan[redacted]");
+    }
+
+    #[test]
+    fn ids_keep_their_opaque_tokens_but_not_standalone_digit_runs() {
+        for id in [
+            "ch_sandbox_5285d7985648c2a4",
+            "pi_3Nx9Qz2eZvKYlo2C1uPBd8Kx",
+            "tok_1",
+            "txn-2024",
+        ] {
+            assert_eq!(sanitize_id(id), id);
+        }
+        assert_eq!(sanitize_id("txn_4242424242424242"), "txn_[redacted]");
+        assert_eq!(sanitize_id("4242-4242-4242-4242"), "[redacted]");
+        assert_eq!(sanitize_id("tok.4242.4242.4242.4242.x"), "tok.[redacted].x");
+        assert_eq!(sanitize_id("id\n1"), "id 1");
     }
 }

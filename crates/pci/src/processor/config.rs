@@ -59,6 +59,13 @@ impl Default for ProcessorConfig {
 }
 
 impl ProcessorConfig {
+    /// Whether this is the built-in sandbox, which approves every valid card but its test
+    /// cards and charges nothing. It is also the [`Default`], so a deployment that names no
+    /// processor gets it: a production start should check this and refuse (or warn loudly).
+    pub fn is_sandbox(&self) -> bool {
+        matches!(self, ProcessorConfig::Sandbox(_))
+    }
+
     /// Checks the configuration and builds the connector. Without the `connectors` feature,
     /// `http` and `stripe` are refused with [`ProcessorConfigError::NotInThisBuild`].
     pub fn build(&self) -> Result<Box<dyn Processor>, ProcessorConfigError> {
@@ -461,6 +468,19 @@ mod tests {
                 "{url}"
             );
         }
+    }
+
+    #[test]
+    fn the_default_processor_says_it_is_the_sandbox() {
+        assert!(ProcessorConfig::default().is_sandbox());
+        let parse = |json: &str| serde_json::from_str::<ProcessorConfig>(json).unwrap();
+        assert!(parse(r#"{"type": "sandbox"}"#).is_sandbox());
+        assert!(!parse(r#"{"type": "stripe", "secret_key": "sk_test_1"}"#).is_sandbox());
+        assert!(!parse(
+            r#"{"type": "http", "url": "https://pay.example.com/charge",
+                "charge_template": "{}", "response": {"success_path": "/ok"}}"#
+        )
+        .is_sandbox());
     }
 
     #[test]

@@ -23,6 +23,7 @@
 
 use std::fmt;
 use std::io;
+use std::ops::Deref;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -35,13 +36,13 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde_json::Value;
 use sha2::Sha256;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::config::{
     http_client, parse_url, timeout, HttpAuth, HttpConfig, HttpMethod, ProcessorConfigError,
     ResponseMapping, SignatureEncoding,
 };
-use super::{Approval, PaymentRequest, Processor, Refusal, Sealed, TokenType};
+use super::{Approval, Connector, PaymentRequest, Processor, Refusal, TokenType};
 use crate::card::{PaymentView, SealedCard};
 
 const CHARGE: &str = "charge_template";
@@ -350,18 +351,18 @@ impl HttpProcessor {
             status = status.as_u16(),
             "answered"
         );
-        interpret(&self.mapping, tokenize, status, &answer)
+        interpret(&self.mapping, tokenize, status, answer.as_bytes())
     }
 }
 
-impl Sealed for HttpProcessor {}
-
-#[async_trait]
 impl Processor for HttpProcessor {
     fn name(&self) -> &'static str {
         "http"
     }
+}
 
+#[async_trait]
+impl Connector for HttpProcessor {
     async fn charge(
         &self,
         card: &SealedCard,
@@ -504,7 +505,7 @@ fn interpret(
     status: StatusCode,
     answer: &[u8],
 ) -> Result<Approval, Refusal> {
-    let json: Option<Value> = serde_json::from_slice(answer).ok();
+    let json: Option<SecretJson> = serde_json::from_slice(answer).ok().map(SecretJson);
     let at = |path: &Option<String>| {
         let json = json.as_ref()?;
         path.as_deref()
@@ -578,20 +579,65 @@ pub(super) fn scalar_text(value: &Value) -> Option<String> {
 
 /// Sends one request and reads its whole answer. Never retries: a request that may have
 /// reached the processor is the caller's to retry, with the same idempotency key.
+///
+/// The answer may echo card data, so it is read chunk by chunk into a [`SecretBuffer`]
+/// (zeroed when dropped and when it grows); the chunks themselves are the HTTP stack's
+/// buffers, freed but not zeroed (`docs/pci-boundary.md`).
 pub(super) async fn exchange(
     builder: reqwest::RequestBuilder,
     timeout: Duration,
-) -> Result<(StatusCode, bytes::Bytes), Refusal> {
-    let response = builder
+) -> Result<(StatusCode, SecretBuffer), Refusal> {
+    let mut response = builder
         .send()
         .await
         .map_err(|e| transport_refusal(&e, timeout))?;
     let status = response.status();
-    let answer = response
-        .bytes()
+    let expected = response
+        .content_length()
+        .map_or(4096, |n| n.min(1 << 20) as usize);
+    let mut answer = SecretBuffer::with_capacity(expected);
+    while let Some(chunk) = response
+        .chunk()
         .await
-        .map_err(|e| transport_refusal(&e, timeout))?;
+        .map_err(|e| transport_refusal(&e, timeout))?
+    {
+        answer.push(&chunk);
+    }
     Ok((status, answer))
+}
+
+/// A processor's answer, parsed. It may echo card data, so every string in it is overwritten
+/// when it is dropped (object keys and numbers are not: `docs/pci-boundary.md`). Its `Debug`
+/// is a fixed text.
+#[derive(PartialEq)]
+pub(super) struct SecretJson(pub(super) Value);
+
+impl Deref for SecretJson {
+    type Target = Value;
+
+    fn deref(&self) -> &Value {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretJson {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretJson(<redacted>)")
+    }
+}
+
+impl Drop for SecretJson {
+    fn drop(&mut self) {
+        fn forget(value: &mut Value) {
+            match value {
+                Value::String(s) => s.zeroize(),
+                Value::Array(items) => items.iter_mut().for_each(forget),
+                Value::Object(fields) => fields.values_mut().for_each(forget),
+                Value::Null | Value::Bool(_) | Value::Number(_) => {}
+            }
+        }
+        forget(&mut self.0);
+    }
 }
 
 /// A transport failure as a processor error. The text names the kind of failure only (no URL,

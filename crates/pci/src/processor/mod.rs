@@ -39,7 +39,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::card::{PaymentView, SealedCard};
-use crate::outcome::{sanitize, FailedReason, PaymentOutcome};
+use zeroize::Zeroizing;
+
+use crate::outcome::{sanitize, sanitize_id, FailedReason, PaymentOutcome};
 
 /// An amount in the currency's minor units (cents for USD, yen for JPY).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -136,18 +138,20 @@ impl PaymentRequest {
     }
 }
 
-/// A processor said yes.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Approval {
+/// A processor said yes. Crate-private: only [`pay`] sees it, and turns it into a scrubbed
+/// [`PaymentOutcome`]. Its `Debug` does not show the ids (not scrubbed yet).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub(crate) struct Approval {
     /// The charge's id.
-    pub transaction_id: Option<String>,
+    pub(crate) transaction_id: Option<String>,
     /// The token or payment method's id.
-    pub token_id: Option<String>,
+    pub(crate) token_id: Option<String>,
 }
 
-/// A processor said no, or could not say.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Refusal {
+/// A processor said no, or could not say. Crate-private: its text is the processor's, not yet
+/// scrubbed (it may echo the card); only [`pay`] reads it. Its `Debug` shows the variant only.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum Refusal {
     /// The card was declined: `code` is the processor's decline code.
     Declined {
         /// Decline code (`insufficient_funds`, `do_not_honor`, `expired_card`, ...).
@@ -163,21 +167,35 @@ pub enum Refusal {
     },
 }
 
-mod sealed {
-    pub trait Sealed {}
+impl fmt::Debug for Approval {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Approval")
+            .field(
+                "transaction_id",
+                &self.transaction_id.as_ref().map(|_| "<unscrubbed>"),
+            )
+            .field("token_id", &self.token_id.as_ref().map(|_| "<unscrubbed>"))
+            .finish()
+    }
 }
-pub(crate) use sealed::Sealed;
 
-/// A payment processor connector. Sealed: implemented only by this crate's connectors, which
-/// are the only code that can read a [`SealedCard`].
+impl fmt::Debug for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Refusal::Declined { .. } => "Refusal::Declined { <unscrubbed> }",
+            Refusal::Error { .. } => "Refusal::Error { <unscrubbed> }",
+        })
+    }
+}
+
+/// What a connector does with the card: crate-private, so code outside the crate can neither
+/// implement it (which seals [`Processor`]) nor call `charge` or `tokenize`, not even on a
+/// `dyn Processor` (the compiler answers "method `charge` is private"). The only way to reach
+/// a connector is [`pay`], which drops the card after the answer and scrubs the answer's text.
 #[async_trait]
-pub trait Processor: Sealed + Send + Sync {
-    /// The connector's name (`sandbox`, `http`, `stripe`).
-    fn name(&self) -> &'static str;
-
-    /// Charges `request.amount` (> 0) to the card; `now` is the wall-clock time of the attempt
-    /// (see [`pay`]).
-    #[doc(hidden)]
+pub(crate) trait Connector {
+    /// Charges `request.amount` (> 0) to the card; `now` is the wall-clock time of the
+    /// attempt (see [`pay`]).
     async fn charge(
         &self,
         card: &SealedCard,
@@ -186,14 +204,25 @@ pub trait Processor: Sealed + Send + Sync {
     ) -> Result<Approval, Refusal>;
 
     /// Tokenizes the card (`request.amount` is 0) as `request.token_type`; `now` as for
-    /// [`Processor::charge`].
-    #[doc(hidden)]
+    /// [`Connector::charge`].
     async fn tokenize(
         &self,
         card: &SealedCard,
         request: &PaymentRequest,
         now: SystemTime,
     ) -> Result<Approval, Refusal>;
+}
+
+/// A payment processor connector, used only through [`pay`] (as `&dyn Processor`, or an
+/// `Arc<dyn Processor>` shared by a gateway's calls). Sealed: its supertrait, which holds the
+/// charge and tokenize steps, is crate-private, so only this crate's connectors (the only code
+/// that can read a [`SealedCard`]) implement it, and no code outside the crate can charge a
+/// card without `pay` and keep it (security code included) after an authorization.
+// `private_bounds`: the crate-private supertrait is the point (see `Connector`).
+#[allow(private_bounds)]
+pub trait Processor: Connector + Send + Sync {
+    /// The connector's name (`sandbox`, `http`, `stripe`).
+    fn name(&self) -> &'static str;
 }
 
 /// Charges or tokenizes `card` through `processor`, and drops the card (its digits are zeroed).
@@ -225,8 +254,10 @@ pub async fn pay(
     let outcome = match result {
         Ok(approval) => PaymentOutcome::Succeeded {
             card: masked,
-            transaction_id: approval.transaction_id,
-            token_id: approval.token_id,
+            transaction_id: approval
+                .transaction_id
+                .map(|id| sanitize_id(&scrub(&card, &id))),
+            token_id: approval.token_id.map(|id| sanitize_id(&scrub(&card, &id))),
         },
         Err(Refusal::Declined { code, message }) => PaymentOutcome::Failed {
             card: masked,
@@ -251,30 +282,56 @@ pub async fn pay(
     outcome
 }
 
-/// Removes every form of this card's own data from a processor's text.
-fn scrub(card: &SealedCard, text: &str) -> String {
-    let mut secrets: Vec<String> = Vec::new();
+/// Removes every form of this card's own data from a processor's text (a message, a decline
+/// code, an id): the number, the security and postal codes, the expiry as `MM/YY`, `MMYY`,
+/// `MM/YYYY`, `YYYY-MM`, `M/YY` and their variants with `-`, `.`, `/` or a space, and for a
+/// bank debit the account and routing numbers. Separated forms of the number (`4242 4242 ...`)
+/// are left to the digit-run rule of [`sanitize`] and [`sanitize_id`], which runs after this.
+///
+/// Card data: the list of forms and each intermediate text are zeroed when dropped
+/// (`docs/pci-boundary.md`, "where card data lives").
+fn scrub(card: &SealedCard, text: &str) -> Zeroizing<String> {
+    let mut secrets: Vec<Zeroizing<String>> = Vec::new();
+    let mut add = |secret: &str| secrets.push(Zeroizing::new(secret.to_owned()));
     match card.expose() {
         PaymentView::Card(c) => {
-            secrets.push(c.number.to_owned());
-            secrets.extend(c.security_code.map(str::to_owned));
+            add(c.number);
+            if let Some(code) = c.security_code {
+                add(code);
+            }
+            if let Some(postal) = c.postal_code {
+                add(postal);
+            }
             let (mm, yyyy) = (c.expiry.month(), c.expiry.year());
             let yy = yyyy % 100;
-            secrets.extend([
-                format!("{mm:02}/{yyyy}"),
-                format!("{mm:02}/{yy:02}"),
-                format!("{mm:02}{yy:02}"),
-                format!("{yyyy}-{mm:02}"),
-            ]);
+            for separator in ["/", "-", ".", " "] {
+                for form in [
+                    format!("{mm:02}{separator}{yyyy}"),
+                    format!("{mm}{separator}{yyyy}"),
+                    format!("{mm:02}{separator}{yy:02}"),
+                    format!("{mm}{separator}{yy:02}"),
+                    format!("{yyyy}{separator}{mm:02}"),
+                    format!("{yyyy}{separator}{mm}"),
+                ] {
+                    add(&Zeroizing::new(form));
+                }
+            }
+            add(&Zeroizing::new(format!("{mm:02}{yy:02}")));
+            add(&Zeroizing::new(format!("{mm:02}{yyyy}")));
+            add(&Zeroizing::new(format!("{yyyy}{mm:02}")));
         }
         PaymentView::Bank(b) => {
-            secrets.push(b.account_number.to_owned());
-            secrets.push(b.routing_number.to_owned());
+            add(b.account_number);
+            add(b.routing_number);
         }
     }
-    let mut out = text.to_owned();
+    // Longest first, so `07/2031` goes before `07/20` could cut it in two.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut out = Zeroizing::new(text.to_owned());
     for secret in secrets.iter().filter(|s| s.len() >= 3) {
-        out = out.replace(secret.as_str(), "[redacted]");
+        if out.contains(secret.as_str()) {
+            out = Zeroizing::new(out.replace(secret.as_str(), "[redacted]"));
+        }
     }
     out
 }

@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
-use super::{Approval, PaymentRequest, Processor, Refusal, Sealed};
+use super::{Approval, Connector, PaymentRequest, Processor, Refusal};
 use crate::card::{PaymentView, SealedCard};
 
 /// The sandbox processor. See the module docs for its test cards.
@@ -133,14 +133,14 @@ fn short_hash(text: &str) -> String {
     format!("{h:016x}")
 }
 
-impl Sealed for Sandbox {}
-
-#[async_trait]
 impl Processor for Sandbox {
     fn name(&self) -> &'static str {
         "sandbox"
     }
+}
 
+#[async_trait]
+impl Connector for Sandbox {
     async fn charge(
         &self,
         card: &SealedCard,

@@ -27,10 +27,11 @@ use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{StatusCode, Url};
 use secrecy::ExposeSecret;
 use serde_json::Value;
+use zeroize::Zeroizing;
 
 use super::config::{http_client, parse_url, timeout, ProcessorConfigError, StripeConfig};
-use super::http::{exchange, scalar_text, SecretBuffer};
-use super::{Approval, PaymentRequest, Processor, Refusal, Sealed, TokenType};
+use super::http::{exchange, scalar_text, SecretBuffer, SecretJson};
+use super::{Approval, Connector, PaymentRequest, Processor, Refusal, TokenType};
 use crate::card::{CardView, PaymentView, SealedCard};
 
 /// Keys of `processor_parameters` that configure tonegate's collection, not the merchant's
@@ -100,7 +101,12 @@ impl StripeProcessor {
     }
 
     /// One form POST; a Stripe object back, or the refusal its error means.
-    async fn post(&self, path: &str, form: Form, idempotency_key: &str) -> Result<Value, Refusal> {
+    async fn post(
+        &self,
+        path: &str,
+        form: Form,
+        idempotency_key: &str,
+    ) -> Result<SecretJson, Refusal> {
         let url = self.base_url.join(path).expect("a relative API path");
         let mut builder = self
             .client
@@ -124,7 +130,7 @@ impl StripeProcessor {
             status = status.as_u16(),
             "answered"
         );
-        read_answer(status, &answer)
+        read_answer(status, answer.as_bytes())
     }
 
     async fn create_payment_method(
@@ -135,8 +141,15 @@ impl StripeProcessor {
         let mut form = Form::new();
         form.pair("type", "card");
         form.pair("card[number]", card.number);
-        form.pair("card[exp_month]", &card.expiry.month().to_string());
-        form.pair("card[exp_year]", &card.expiry.year().to_string());
+        // Card data: the expiry's text is zeroed when dropped.
+        form.pair(
+            "card[exp_month]",
+            &Zeroizing::new(card.expiry.month().to_string()),
+        );
+        form.pair(
+            "card[exp_year]",
+            &Zeroizing::new(card.expiry.year().to_string()),
+        );
         if let Some(cvc) = card.security_code {
             form.pair("card[cvc]", cvc);
         }
@@ -177,14 +190,14 @@ impl StripeProcessor {
     }
 }
 
-impl Sealed for StripeProcessor {}
-
-#[async_trait]
 impl Processor for StripeProcessor {
     fn name(&self) -> &'static str {
         "stripe"
     }
+}
 
+#[async_trait]
+impl Connector for StripeProcessor {
     async fn charge(
         &self,
         card: &SealedCard,
@@ -269,8 +282,8 @@ impl Form {
 }
 
 /// Stripe's answer: the object on 2xx, else the refusal its `error` means.
-fn read_answer(status: StatusCode, answer: &[u8]) -> Result<Value, Refusal> {
-    let Ok(json) = serde_json::from_slice::<Value>(answer) else {
+fn read_answer(status: StatusCode, answer: &[u8]) -> Result<SecretJson, Refusal> {
+    let Ok(json) = serde_json::from_slice::<Value>(answer).map(SecretJson) else {
         return Err(malformed(&format!(
             "stripe answered HTTP {status} with a body that is not JSON"
         )));
