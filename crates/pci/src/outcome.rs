@@ -95,10 +95,11 @@ pub(crate) fn sanitize(message: &str) -> String {
     clean(message, false)
 }
 
-/// Makes a processor's id (transaction, token) safe to pass on: as [`sanitize`], except that a
-/// digit run touching a letter (`ch_sandbox_5285d7985648c2a4`, `pi_3Nx9...`) is part of an
-/// opaque token and kept, so real ids survive; a run standing alone (`txn_4242424242424242`,
-/// `4242-4242-4242-4242`) is redacted. `pay` removes the card's own number from ids first, glued
+/// Makes a processor's id (transaction, token) safe to pass on: a digit run standing alone that
+/// could be a card number (12-19 digits, however separated, passing Luhn:
+/// `txn_4242424242424242`, `4242-4242-4242-4242`) is redacted; other digit runs are kept, so
+/// real ids survive (`ch_sandbox_5285d7985648c2a4`, `pi_3Nx9...`, a bare numeric transaction id
+/// such as `40000000001`). `pay` removes the card's own number from ids first, glued
 /// to letters or not.
 pub(crate) fn sanitize_id(id: &str) -> String {
     clean(id, true)
@@ -120,7 +121,14 @@ fn clean(text: &str, keep_runs_touching_letters: bool) -> String {
         let next = rest[len..].chars().next();
         let touches_letter =
             previous.is_some_and(char::is_alphabetic) || next.is_some_and(char::is_alphabetic);
-        if digits >= MIN_REDACTED_DIGITS && !(keep_runs_touching_letters && touches_letter) {
+        let redact = if keep_runs_touching_letters {
+            // An id: only a run standing alone that could be a card number (12-19 digits
+            // passing Luhn); numeric ids (Authorize.net's `transId`, order numbers) survive.
+            !touches_letter && could_be_a_card_number(run)
+        } else {
+            digits >= MIN_REDACTED_DIGITS
+        };
+        if redact {
             out.push_str("[redacted]");
         } else {
             out.extend(run.chars().map(|c| if c.is_control() { ' ' } else { c }));
@@ -129,6 +137,12 @@ fn clean(text: &str, keep_runs_touching_letters: bool) -> String {
         rest = &rest[len..];
     }
     out.chars().take(200).collect::<String>().trim().to_owned()
+}
+
+/// Whether the digits of `run` could be a payment card number: 12 to 19 of them, passing Luhn.
+fn could_be_a_card_number(run: &str) -> bool {
+    let digits: Vec<u8> = run.bytes().filter(u8::is_ascii_digit).collect();
+    (12..=19).contains(&digits.len()) && crate::luhn::is_valid(&digits)
 }
 
 /// The run of digits that starts `text`: its length in bytes (ending on its last digit) and its
@@ -206,5 +220,10 @@ mod tests {
         assert_eq!(sanitize_id("4242-4242-4242-4242"), "[redacted]");
         assert_eq!(sanitize_id("tok.4242.4242.4242.4242.x"), "tok.[redacted].x");
         assert_eq!(sanitize_id("id\n1"), "id 1");
+        // Numeric transaction ids that cannot be card numbers stay usable for reconciliation.
+        assert_eq!(sanitize_id("40000000001"), "40000000001");
+        assert_eq!(sanitize_id("123456789"), "123456789");
+        assert_eq!(sanitize_id("4111111111111112"), "4111111111111112");
+        assert_eq!(sanitize_id("4111111111111111"), "[redacted]");
     }
 }

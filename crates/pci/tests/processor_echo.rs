@@ -12,8 +12,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde_json::{json, Value};
-use support::{card, charge, serve, tokenize};
+use support::{card, charge, tokenize};
 use tonegate_pci::{pay, PaymentOutcome, Processor, ProcessorConfig, TokenType};
+use tonegate_testkit::standin::serve;
 
 const NUMBER: &str = "4242424242424242";
 

@@ -147,7 +147,7 @@ impl Gateway {
             }
             functions.insert(f.name.clone(), Arc::new(f));
         }
-        if matches!(config.processor, ProcessorConfig::Sandbox(_)) {
+        if config.processor.is_sandbox() {
             if !config.listen.ip().is_loopback() && !config.allow_sandbox {
                 anyhow::bail!(
                     "the processor is the sandbox (test cards; every other valid card is approved) \
