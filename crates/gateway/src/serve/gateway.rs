@@ -16,7 +16,6 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tonegate_control::config::Function;
 use tonegate_control::session::{AgentEvent, State};
-use tonegate_pci::processor::config::ProcessorConfig;
 use tonegate_pci::{Processor, YearMonth};
 
 use super::call_task::CallCommand;
