@@ -86,3 +86,59 @@ fn generated_tokens_go_to_a_private_file_not_to_the_log() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Processor secrets can live outside the config file: `env:NAME` and `file:PATH` are
+/// resolved when the gateway starts, and one that cannot be resolved stops the start with an
+/// error naming the setting and the variable or file, never a secret.
+#[tokio::test]
+async fn processor_secrets_come_from_the_environment_or_a_file() {
+    use secrecy::{ExposeSecret, SecretString};
+    use tonegate::serve::{resolve_secret_reference, SecretError};
+
+    let file = std::env::temp_dir().join(format!("tonegate-secret-{}", std::process::id()));
+    std::fs::write(&file, "sk_test_from_file\n").unwrap();
+    let mut value = SecretString::from(format!("file:{}", file.display()));
+    resolve_secret_reference("secret_key", &mut value).unwrap();
+    assert_eq!(value.expose_secret(), "sk_test_from_file");
+
+    std::env::set_var("TONEGATE_TEST_SECRET_SET", "sk_test_from_env");
+    let mut value = SecretString::from("env:TONEGATE_TEST_SECRET_SET");
+    resolve_secret_reference("auth.token", &mut value).unwrap();
+    assert_eq!(value.expose_secret(), "sk_test_from_env");
+
+    let mut literal = SecretString::from("sk_test_literal");
+    resolve_secret_reference("secret_key", &mut literal).unwrap();
+    assert_eq!(literal.expose_secret(), "sk_test_literal");
+
+    let mut missing = SecretString::from("env:TONEGATE_TEST_SECRET_UNSET");
+    assert_eq!(
+        resolve_secret_reference("auth.secret", &mut missing),
+        Err(SecretError::MissingVariable {
+            setting: "auth.secret".into(),
+            name: "TONEGATE_TEST_SECRET_UNSET".into()
+        })
+    );
+    std::fs::write(&file, "\n").unwrap();
+    let mut empty = SecretString::from(format!("file:{}", file.display()));
+    assert!(matches!(
+        resolve_secret_reference("secret_key", &mut empty),
+        Err(SecretError::UnreadableFile { .. })
+    ));
+    let _ = std::fs::remove_file(&file);
+
+    // Through the gateway: a Stripe key from an unset variable stops the start.
+    let (mut config, dir) = local("secrets").await;
+    config.processor = serde_json::from_value(json!({
+        "type": "stripe", "secret_key": "env:TONEGATE_TEST_SECRET_UNSET"
+    }))
+    .unwrap();
+    let err = match Gateway::start(config, None).await {
+        Ok(_) => panic!("started without its Stripe key"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("secret_key") && err.contains("TONEGATE_TEST_SECRET_UNSET"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

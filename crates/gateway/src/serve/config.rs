@@ -231,3 +231,65 @@ impl ServeConfig {
         })
     }
 }
+
+/// A secret reference in the processor settings that cannot be resolved.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SecretError {
+    /// `env:NAME` names a variable that is not set (or is empty).
+    #[error("processor {setting}: the environment variable {name} is not set")]
+    MissingVariable {
+        /// The setting (`secret_key`, `auth.token`, `headers.X-Key`, ...).
+        setting: String,
+        /// The variable.
+        name: String,
+    },
+    /// `file:PATH` names a file that cannot be read, or that is empty.
+    #[error("processor {setting}: cannot read the secret from {path}: {reason}")]
+    UnreadableFile {
+        /// The setting.
+        setting: String,
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Replaces a processor secret written as a reference by the secret it names:
+/// `env:NAME` (an environment variable) or `file:PATH` (a file's content, without its final
+/// line break: a Kubernetes or Docker secret mount). Anything else is the secret itself. The
+/// error names the setting and the variable or file, never the secret.
+pub fn resolve_secret_reference(
+    setting: &str,
+    value: &mut secrecy::SecretString,
+) -> Result<(), SecretError> {
+    use secrecy::ExposeSecret;
+    let text = value.expose_secret();
+    let resolved = if let Some(name) = text.strip_prefix("env:") {
+        match std::env::var(name) {
+            Ok(v) if !v.is_empty() => v,
+            _ => {
+                return Err(SecretError::MissingVariable {
+                    setting: setting.to_owned(),
+                    name: name.to_owned(),
+                })
+            }
+        }
+    } else if let Some(path) = text.strip_prefix("file:") {
+        let unreadable = |reason: String| SecretError::UnreadableFile {
+            setting: setting.to_owned(),
+            path: path.to_owned(),
+            reason,
+        };
+        let content = std::fs::read_to_string(path).map_err(|e| unreadable(e.to_string()))?;
+        let secret = content.trim_end_matches(['\n', '\r']).to_owned();
+        if secret.is_empty() {
+            return Err(unreadable("the file is empty".to_owned()));
+        }
+        secret
+    } else {
+        return Ok(());
+    };
+    *value = secrecy::SecretString::from(resolved);
+    Ok(())
+}

@@ -123,7 +123,7 @@ impl Running {
 impl Gateway {
     /// Loads functions and the processor, binds the HTTP listener and starts serving.
     pub async fn start(
-        config: ServeConfig,
+        mut config: ServeConfig,
         deliver: Option<Arc<dyn Deliver>>,
     ) -> anyhow::Result<Running> {
         let mut functions = BTreeMap::new();
@@ -159,6 +159,9 @@ impl Gateway {
                 "the processor is the sandbox: no card is charged, every valid card it does not know is approved"
             );
         }
+        config
+            .processor
+            .resolve_secrets(super::config::resolve_secret_reference)?;
         let processor: Arc<dyn Processor> = Arc::from(config.processor.build()?);
         let client = crate::connection::client();
         let (deliver, outbox): (Arc<dyn Deliver>, Option<Arc<Outbox>>) = match deliver {

@@ -66,6 +66,32 @@ impl ProcessorConfig {
         matches!(self, ProcessorConfig::Sandbox(_))
     }
 
+    /// Calls `resolve` on every secret of the configuration (header values, bearer tokens,
+    /// passwords, HMAC secrets, Stripe keys), with the setting's name, so that the caller can
+    /// replace a reference by the secret it names: the gateway resolves `env:NAME` and
+    /// `file:/path` (`docs/processors.md`, "Secrets"). The zone itself reads no environment
+    /// and no file. The first error stops the walk and is returned.
+    pub fn resolve_secrets<E>(
+        &mut self,
+        mut resolve: impl FnMut(&str, &mut SecretString) -> Result<(), E>,
+    ) -> Result<(), E> {
+        match self {
+            ProcessorConfig::Sandbox(_) => Ok(()),
+            ProcessorConfig::Stripe(config) => resolve("secret_key", &mut config.secret_key),
+            ProcessorConfig::Http(config) => {
+                for (name, value) in config.headers.iter_mut() {
+                    resolve(&format!("headers.{name}"), value)?;
+                }
+                match &mut config.auth {
+                    HttpAuth::None => Ok(()),
+                    HttpAuth::Bearer { token } => resolve("auth.token", token),
+                    HttpAuth::Basic { password, .. } => resolve("auth.password", password),
+                    HttpAuth::Hmac(hmac) => resolve("auth.secret", &mut hmac.secret),
+                }
+            }
+        }
+    }
+
     /// Checks the configuration and builds the connector. Without the `connectors` feature,
     /// `http` and `stripe` are refused with [`ProcessorConfigError::NotInThisBuild`].
     pub fn build(&self) -> Result<Box<dyn Processor>, ProcessorConfigError> {
