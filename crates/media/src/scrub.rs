@@ -12,7 +12,8 @@
 //! back 40 samples into the previous packet in media time (kept from the last call), so every
 //! sample of a packet of any length is in two windows and an onset in a packet's last samples
 //! is seen. In each window the strongest low-group bin and the strongest high-group bin must
-//! be within 14 dB of each other (twist) and hold together a share of the window's energy:
+//! be within 14 dB of each other (twist) and hold together a share of the window's energy (dial
+//! tone set aside, up to twice the pair, as the detector does):
 //!
 //! - **weak** at 0.35 (a tone's ragged edge: a window a third filled with tone);
 //! - **strong** at 0.7, each of the two standing 3 dB above the other bins of its group, each
@@ -25,7 +26,7 @@
 //! which the next packet would see too late). The only absolute test is a floor far below
 //! anything a detector decodes after amplification ([`ScrubRule::floor_dbm0`], -80 dBm0 per
 //! tone: under one step of G.711). Detectors need 0.85 purity (tonegate) over 40 ms; speech
-//! rarely holds 0.7 in two bins for 10 ms (56 ms a minute of the Debian prompts replaced).
+//! rarely holds 0.7 in two bins for 10 ms (83 ms a minute of the Debian prompts replaced).
 //!
 //! **Hang-over follows media time.** [`ToneScrubber::scrub_at`] takes the packet's RTP
 //! timestamp. A packet whose last window was toned marks its end; the packet that starts there
@@ -368,7 +369,10 @@ impl ToneScrubber {
         let (l, h) = (strongest(0), strongest(4));
         let (low, high) = (bins[l], bins[h]);
         let twist = 10f32.powf(rule.max_twist_db / 10.0);
-        let share = 2.0 / BLOCK as f32 * (low + high) / energy;
+        // Dial tone under the keys is set aside (up to twice the pair), as the detector does.
+        let pair = 2.0 / BLOCK as f32 * (low + high);
+        let energy = energy - (2.0 / BLOCK as f32 * dial_tone(block)).min(2.0 * pair);
+        let share = pair / energy.max(f32::MIN_POSITIVE);
         if low < floor
             || high < floor
             || high > low * twist
@@ -382,14 +386,15 @@ impl ToneScrubber {
             (from..from + 4).all(|k| k == peak || bins[k] * ratio <= bins[peak])
         };
         // Each tone's frequency from the phase turn between the window's halves.
-        let on_frequency = |k: usize| {
+        let on_frequency = |k: usize, max_offset: f32| {
             let (a, b) = (spectrum.halves[0][k], spectrum.halves[1][k]);
             let turn = b.mul_conj(a).arg() - 2.0 * PI * FREQUENCIES[k] * HALF as f32 / SAMPLE_RATE;
             let turn = (turn + PI).rem_euclid(2.0 * PI) - PI;
             let offset = turn * SAMPLE_RATE / (2.0 * PI * HALF as f32);
             let steady = a.norm_sqr() <= 4.0 * b.norm_sqr() && b.norm_sqr() <= 4.0 * a.norm_sqr();
-            steady && offset.abs() <= rule.max_offset * FREQUENCIES[k]
+            steady && offset.abs() <= max_offset * FREQUENCIES[k]
         };
+        let on_frequency = |k: usize| on_frequency(k, rule.max_offset);
         if share >= rule.strong_share
             && stands_out(l, 0)
             && stands_out(h, 4)
@@ -422,6 +427,29 @@ impl ToneScrubber {
                 (noise * (2.0 * u - 1.0)).round() as i16
             }
         }
+    }
+}
+
+/// Window energy (|X|², 80 samples) of dial tone in `block`: 350 + 440 Hz within 6 dB of each
+/// other, or a lone 425 Hz (9 dB above 350 Hz); otherwise none (the detector's rule).
+fn dial_tone(block: &[f32; BLOCK]) -> f32 {
+    let e = [350.0f32, 425.0, 440.0].map(|f| {
+        let coef = 2.0 * (2.0 * PI * f / SAMPLE_RATE).cos();
+        let (mut s1, mut s2) = (0.0f32, 0.0f32);
+        for &x in block {
+            let t = x + coef * s1 - s2;
+            s2 = s1;
+            s1 = t;
+        }
+        s1 * s1 + s2 * s2 - coef * s1 * s2
+    });
+    let (e350, e425, e440) = (e[0], e[1], e[2]);
+    if e350 <= 4.0 * e440 && e440 <= 4.0 * e350 {
+        e350 + e440
+    } else if e425 >= 8.0 * e350 {
+        e425
+    } else {
+        0.0
     }
 }
 
