@@ -4,7 +4,8 @@
 //! PCMU/PCMA/L16 audio) or a WAV file (in-band tones) and prints the caller's key presses.
 //! `conformance` and `talkoff` measure the in-band detector against ITU-T Q.24 and real audio,
 //! side by side with spandsp when its harness is built. `check-config` validates a voice
-//! payment function file; `serve` runs the gateway and `demo` shows it end to end.
+//! payment function file; `serve` runs the gateway and `demo` shows it end to end. `mask`
+//! takes key tones out of a recording as the relay does during a payment.
 
 // One `unsafe` call in the binary, allowed where it stands: the memory map of a capture
 // (cli/replay.rs). The library (`tonegate::serve`, the outbox) forbids unsafe code.
@@ -16,7 +17,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use cli::{check_config, conformance, demo, replay, serve};
+use cli::{check_config, conformance, demo, mask, replay, serve};
 
 /// tonegate: hears DTMF key presses in call media (RFC 4733 telephone-events) for secure voice
 /// payments.
@@ -55,6 +56,12 @@ enum Command {
     /// Count false key presses on audio that holds no DTMF (speech, music), per hour, for
     /// tonegate and spandsp.
     Talkoff(conformance::TalkoffArgs),
+    /// Take key tones out of a recording as the relay does during a payment: a WAV file (8 kHz
+    /// mono; PCM, mu-law, A-law) back as WAV, or a pcap/pcapng capture as pcap with PCMU/PCMA
+    /// payloads scrubbed in place and telephone-events removed.
+    ///
+    /// Exit status 0 when the masked copy was written, 1 otherwise.
+    Mask(mask::MaskArgs),
 }
 
 fn main() -> ExitCode {
@@ -70,5 +77,6 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Conformance(args) => conformance::run_conformance(&args),
         Command::Talkoff(args) => conformance::run_talkoff(&args),
+        Command::Mask(args) => mask::run(args),
     }
 }

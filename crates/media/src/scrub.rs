@@ -2,41 +2,145 @@
 //!
 //! In relay mode the gateway forwards the caller's audio to the other party (an agent, a
 //! recorder, a speech pipeline). While a card is keyed, the caller's DTMF tones are card data:
-//! forwarded as they are, anyone with the audio could decode the number. [`ToneScrubber`] looks
-//! at each packet as it is forwarded (no added delay) and replaces the whole packet's audio with
-//! silence when any 10 ms of it might hold a key's tone pair, and the packet after such a one as
-//! well (a tone's tail).
+//! forwarded as they are, anyone with the audio could decode the number, at any level: a
+//! recording can be amplified before it is decoded. [`ToneScrubber`] looks at each packet as it
+//! is forwarded (no added delay) and replaces the samples that might hold a key's tone pair
+//! ([`Replacement`]: silence by default); every other sample goes out bit-exact.
 //!
-//! The test is deliberately looser than the detector's ([`crate::inband`]): it must catch every
-//! tone, including its ragged first and last blocks, and a packet of speech scrubbed by mistake
-//! costs 20 ms of a caller's voice during card entry. Per 80-sample block: the strongest
-//! low-group and high-group bins each at or above -44 dBm0, within 14 dB of each other, holding
-//! together at least 35 % of the block's energy. No frequency, duration or onset test. A tone
-//! that starts in a packet's last block and covers less than 35 % of it (28 samples, 3.5 ms)
-//! is forwarded up to that point: far too short for any detector (they need 23-40 ms) to
-//! decode. Measured by the tests below and in `crates/gateway/tests/serve.rs`: forwarded audio
-//! of in-band key presses made during a session gives no press to tonegate's detector.
+//! **The rule is shape, not level** ([`ScrubRule`], docs/masking.md for the measurements).
+//! Windows of 80 samples (10 ms), every 40 samples, aligned to the packet's end and reaching
+//! back 40 samples into the previous packet in media time (kept from the last call), so every
+//! sample of a packet of any length is in two windows and an onset in a packet's last samples
+//! is seen. In each window the strongest low-group bin and the strongest high-group bin must
+//! be within 14 dB of each other (twist) and hold together a share of the window's energy (dial
+//! tone set aside, up to twice the pair, as the detector does):
 //!
-//! Silence is the codec's zero: 0xFF for PCMU, 0xD5 for PCMA, zeros for L16. Sans-IO.
+//! - **weak** at 0.35 (a tone's ragged edge: a window a third filled with tone);
+//! - **strong** at 0.7, each of the two standing 3 dB above the other bins of its group, each
+//!   tone within 4 % of its DTMF frequency (the phase turn between the window's halves) and
+//!   steady (the halves within 6 dB).
+//!
+//! A run of overlapping windows that are at least weak is replaced when it holds a strong
+//! window, continues a replaced run of the packet before in media time (a tone's tail), or ends
+//! the packet with a rise of 9 dB over the 40 samples before its last window (a tone's onset,
+//! which the next packet would see too late). The only absolute test is a floor far below
+//! anything a detector decodes after amplification ([`ScrubRule::floor_dbm0`], -80 dBm0 per
+//! tone: under one step of G.711). Detectors need 0.85 purity (tonegate) over 40 ms; speech
+//! rarely holds 0.7 in two bins for 10 ms (83 ms a minute of the Debian prompts replaced).
+//!
+//! **Hang-over follows media time.** [`ToneScrubber::scrub_at`] takes the packet's RTP
+//! timestamp. A packet whose last window was toned marks its end; the packet that starts there
+//! (whenever it arrives) has its first 40 samples replaced too, and a packet that arrives late
+//! and ends where a toned packet began has its last 40 replaced. In order, the window reaching
+//! back into the previous packet already covers a tone's tail.
+//!
+//! What can still get through: the first samples of a tone whose onset lies in the last
+//! `min_share * 80` samples of a packet (at most 3.5 ms at the default), since those samples
+//! left before the tone could be told from what preceded it. No detector decodes that (they
+//! need 23-40 ms). Sans-IO.
 
 use crate::audio::AudioCodec;
-use crate::g711::Law;
-use crate::goertzel::{Bank, Kernel, BLOCK};
+use crate::g711::{Law, FULL_SCALE_SINE_DBM0};
+use std::f32::consts::PI;
+
+use crate::goertzel::{Bank, Kernel, BLOCK, FREQUENCIES, HALF, SAMPLE_RATE};
 use crate::inband::{bank, energy_of};
 
-/// Per-block thresholds of the scrubber (see the module documentation).
-const MIN_LEVEL_DBM0: f32 = -44.0;
-const MAX_TWIST_DB: f32 = 14.0;
-const MIN_SHARE: f32 = 0.35;
+/// Samples replaced at the start (end) of the packet after (before) one that was toned at its
+/// end (start), in media time.
+const HANGOVER: usize = HALF;
+/// The neutral tone of [`Replacement::Tone`]: 1000 Hz, exactly 8 samples a period at 8 kHz.
+pub const NEUTRAL_TONE_HZ: f32 = 1000.0;
+/// Its level, dBm0.
+pub const NEUTRAL_TONE_DBM0: f32 = -20.0;
+/// How much more power the last half of a packet's last window must hold than the 40 samples
+/// before the window for
+/// a weak run there to count as a tone's onset (8, 9 dB).
+const ONSET_RISE: f32 = 8.0;
+/// Recent packets remembered for hang-over when packets arrive out of order.
+const RECENT: usize = 8;
+
+/// What the samples of a tone are replaced with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Replacement {
+    /// The codec's zero (0xFF for PCMU, 0xD5 for PCMA, zeros for L16).
+    #[default]
+    Silence,
+    /// White noise at the stream's background level: the quietest untoned window of the
+    /// packet, or of the last packet that had one (silence until one has been seen).
+    Noise,
+    /// A steady 1000 Hz tone at -20 dBm0, phase-continuous in media time: one frequency,
+    /// 59 Hz above the low group and 209 Hz below the high group, so never a key pair.
+    Tone,
+}
+
+/// The per-window test (module documentation). The defaults are one set, measured together in
+/// docs/masking.md; change them only with `scripts/masking-report.sh`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ScrubRule {
+    /// Share of a window's energy the two strongest bins (one per group) must hold together
+    /// for a *weak* window (default 0.35).
+    pub min_share: f32,
+    /// Largest level difference between the two tones, either way, dB (default 14).
+    pub max_twist_db: f32,
+    /// How far every other bin of a group must be below its strongest in a strong window, dB
+    /// (default 3).
+    pub relative_peak_db: f32,
+    /// Absolute floor per tone, dBm0 (default -80).
+    pub floor_dbm0: f32,
+    /// Share a *strong* window's two tones must hold (default 0.6).
+    pub strong_share: f32,
+    /// Largest frequency error of either tone in a strong window, from the phase turn between
+    /// its halves, as a fraction (default 0.04).
+    pub max_offset: f32,
+}
+
+impl Default for ScrubRule {
+    fn default() -> Self {
+        ScrubRule {
+            min_share: 0.35,
+            max_twist_db: 14.0,
+            relative_peak_db: 3.0,
+            floor_dbm0: -80.0,
+            strong_share: 0.7,
+            max_offset: 0.04,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Recent {
+    start: u32,
+    end: u32,
+    toned_at_start: bool,
+    toned_at_end: bool,
+}
 
 /// Removes key tones from relayed audio, packet by packet. One per forwarded stream.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct ToneScrubber {
-    /// The previous packet was scrubbed for a tone of its own (not for hangover).
-    hangover: bool,
-    scrubbed: u64,
+    rule: ScrubRule,
+    replacement: Replacement,
     /// The Goertzel kernel its filters run (the detector's, [`crate::inband::InbandConfig::kernel`]).
     kernel: Kernel,
+    scrubbed: u64,
+    replaced_samples: u64,
+    /// The last [`HALF`] samples of the latest packet in media time, and where it ended.
+    history: [i16; HALF],
+    history_len: usize,
+    next: Option<u32>,
+    recent: [Recent; RECENT],
+    recent_len: usize,
+    recent_at: usize,
+    /// Background energy per sample, for [`Replacement::Noise`].
+    background: f32,
+    noise_state: u32,
+}
+
+impl Default for ToneScrubber {
+    fn default() -> Self {
+        ToneScrubber::with_kernel(Kernel::detect())
+    }
 }
 
 impl ToneScrubber {
@@ -48,108 +152,321 @@ impl ToneScrubber {
     /// A scrubber for one stream whose filters run `kernel`.
     pub fn with_kernel(kernel: Kernel) -> ToneScrubber {
         ToneScrubber {
+            rule: ScrubRule::default(),
+            replacement: Replacement::default(),
             kernel: kernel.or_portable(),
-            ..ToneScrubber::default()
+            scrubbed: 0,
+            replaced_samples: 0,
+            history: [0; HALF],
+            history_len: 0,
+            next: None,
+            recent: [Recent::default(); RECENT],
+            recent_len: 0,
+            recent_at: 0,
+            background: 0.0,
+            noise_state: 0x2545_f491,
         }
     }
 
-    /// Packets scrubbed so far.
+    /// The same scrubber replacing tones with `replacement`.
+    pub fn with_replacement(mut self, replacement: Replacement) -> ToneScrubber {
+        self.replacement = replacement;
+        self
+    }
+
+    /// The same scrubber deciding by `rule`.
+    pub fn with_rule(mut self, rule: ScrubRule) -> ToneScrubber {
+        self.rule = rule;
+        self
+    }
+
+    /// Packets scrubbed (at least one sample replaced) so far.
     pub fn scrubbed(&self) -> u64 {
         self.scrubbed
     }
 
-    /// Scrubs one packet's `payload` in place: silence when it, or the packet before it, might
-    /// hold a key tone. Returns whether it did.
+    /// Samples replaced so far.
+    pub fn replaced_samples(&self) -> u64 {
+        self.replaced_samples
+    }
+
+    /// Scrubs one packet's `payload` in place, taking it to follow the previous packet in media
+    /// time (for RTP, [`ToneScrubber::scrub_at`] with the packet's timestamp is better: hang-over
+    /// then follows media time whatever order packets arrive in). Returns whether a sample was
+    /// replaced.
     pub fn scrub(&mut self, codec: AudioCodec, payload: &mut [u8]) -> bool {
-        let mut samples = [0i16; 1280];
-        let n = decode(codec, payload, &mut samples);
-        let toned = might_hold_a_key(self.kernel, &samples[..n]);
-        let scrub = toned || self.hangover;
-        self.hangover = toned;
-        if scrub {
-            silence(codec, payload);
+        let at = self.next.unwrap_or(0);
+        self.scrub_at(codec, at, payload)
+    }
+
+    /// Scrubs one packet's `payload` in place; `timestamp` is its RTP timestamp (8 kHz, the
+    /// media time of its first sample). Returns whether a sample was replaced.
+    pub fn scrub_at(&mut self, codec: AudioCodec, timestamp: u32, payload: &mut [u8]) -> bool {
+        let table = match codec {
+            AudioCodec::Pcmu => Some(Law::Mu.table()),
+            AudioCodec::Pcma => Some(Law::A.table()),
+            AudioCodec::L16 => None,
+        };
+        let packet: Vec<i16> = match table {
+            Some(t) => payload.iter().map(|&b| t[usize::from(b)]).collect(),
+            None => payload
+                .chunks_exact(2)
+                .map(|b| i16::from_be_bytes([b[0], b[1]]))
+                .collect(),
+        };
+        let n = packet.len();
+        if n == 0 {
+            return false;
+        }
+        let end = timestamp.wrapping_add(n as u32);
+        let in_order = self
+            .next
+            .is_none_or(|next| timestamp.wrapping_sub(next) as i32 >= 0);
+        let h = if self.next == Some(timestamp) {
+            self.history_len
+        } else {
+            0
+        };
+        // The buffer is the kept history (h samples) then the packet, padded with zeros in
+        // front to one block; windows are aligned to its end, every HALF samples back, plus one
+        // at its start when that leaves a gap.
+        let pad = BLOCK.saturating_sub(h + n);
+        let mut buffer = vec![0i16; pad];
+        buffer.extend_from_slice(&self.history[self.history_len - h..self.history_len]);
+        buffer.extend_from_slice(&packet);
+        let head = pad + h;
+        let total = buffer.len();
+        let last = total - BLOCK;
+        let first = last % HALF;
+        let starts: Vec<usize> = (first != 0)
+            .then_some(0)
+            .into_iter()
+            .chain((first..=last).step_by(HALF))
+            .filter(|&s| s + BLOCK > head)
+            .collect();
+        let bank = bank(self.kernel);
+        let mut quietest = f32::INFINITY;
+        let classes: Vec<Class> = starts
+            .iter()
+            .map(|&s| {
+                let block: [f32; BLOCK] = std::array::from_fn(|j| f32::from(buffer[s + j]));
+                let energy = Bank::energy(&block);
+                let class = self.classify(bank, &block, energy);
+                if class == Class::None && s >= head {
+                    quietest = quietest.min(energy / BLOCK as f32);
+                }
+                class
+            })
+            .collect();
+        let previous = self.recent().find(|r| r.end == timestamp).copied();
+        let later = self.recent().find(|r| r.start == end).copied();
+        // Runs of overlapping windows that are at least weak; one is marked when it holds a
+        // strong window or continues a marked run of the packet before in media time.
+        let mut marks = vec![false; n];
+        let mark = |marks: &mut [bool], from: usize, to: usize| {
+            for m in &mut marks[from.max(head) - head..to.min(total) - head] {
+                *m = true;
+            }
+        };
+        let mut i = 0;
+        while i < classes.len() {
+            if classes[i] == Class::None {
+                i += 1;
+                continue;
+            }
+            let mut j = i;
+            while j + 1 < classes.len() && classes[j + 1] != Class::None {
+                j += 1;
+            }
+            let continues = i == 0 && starts[0] < head && previous.is_some_and(|r| r.toned_at_end);
+            // A weak run at the packet's end that rises abruptly: a tone's onset, which the
+            // next packet would judge too late.
+            let onset = j + 1 == classes.len() && {
+                let s = starts[j];
+                let power = |a: usize, b: usize| {
+                    buffer[a..b]
+                        .iter()
+                        .map(|&x| f32::from(x).powi(2))
+                        .sum::<f32>()
+                };
+                // Against the 40 samples before the window (its first half at a stream's start).
+                let before = s.checked_sub(HALF).unwrap_or(s);
+                power(s + HALF, s + BLOCK) >= ONSET_RISE * power(before, before + HALF)
+            };
+            if continues || onset || classes[i..=j].contains(&Class::Strong) {
+                mark(&mut marks, starts[i], starts[j] + BLOCK);
+            }
+            i = j + 1;
+        }
+        if previous.is_some_and(|r| r.toned_at_end) {
+            mark(&mut marks, head, head + HANGOVER);
+        }
+        let toned_at_start = marks[0];
+        if later.is_some_and(|r| r.toned_at_start) {
+            mark(&mut marks, total - HANGOVER.min(n), total);
+        }
+        let toned_at_end = marks[n - 1];
+        if quietest.is_finite() {
+            self.background = quietest;
+        }
+        if in_order {
+            let keep = (h + n).min(HALF);
+            self.history[..keep].copy_from_slice(&buffer[total - keep..]);
+            self.history_len = keep;
+            self.next = Some(end);
+        }
+        self.remember(Recent {
+            start: timestamp,
+            end,
+            toned_at_start,
+            toned_at_end,
+        });
+        let mut replaced = 0;
+        for (k, _) in marks.iter().enumerate().filter(|m| *m.1) {
+            let x = self.replacement_sample(timestamp.wrapping_add(k as u32));
+            match codec {
+                AudioCodec::Pcmu => payload[k] = Law::Mu.encode(x),
+                AudioCodec::Pcma => payload[k] = Law::A.encode(x),
+                AudioCodec::L16 => payload[2 * k..2 * k + 2].copy_from_slice(&x.to_be_bytes()),
+            }
+            replaced += 1;
+        }
+        self.replaced_samples += replaced;
+        if replaced > 0 {
             self.scrubbed += 1;
         }
-        scrub
+        replaced > 0
     }
-}
 
-/// Decodes up to `out.len()` samples; returns how many.
-fn decode(codec: AudioCodec, payload: &[u8], out: &mut [i16]) -> usize {
-    match codec {
-        AudioCodec::Pcmu | AudioCodec::Pcma => {
-            let table = if codec == AudioCodec::Pcmu {
-                Law::Mu.table()
-            } else {
-                Law::A.table()
-            };
-            let n = payload.len().min(out.len());
-            for (o, &b) in out.iter_mut().zip(&payload[..n]) {
-                *o = table[usize::from(b)];
+    fn recent(&self) -> impl Iterator<Item = &Recent> {
+        self.recent[..self.recent_len].iter()
+    }
+
+    fn remember(&mut self, r: Recent) {
+        self.recent[self.recent_at] = r;
+        self.recent_at = (self.recent_at + 1) % RECENT;
+        self.recent_len = (self.recent_len + 1).min(RECENT);
+    }
+
+    /// The window tests of [`ScrubRule`].
+    fn classify(&self, bank: &Bank, block: &[f32; BLOCK], energy: f32) -> Class {
+        let rule = &self.rule;
+        let floor = energy_of(rule.floor_dbm0);
+        // No bin can hold more than BLOCK times the block's energy: quiet blocks stop here.
+        if BLOCK as f32 * energy < floor {
+            return Class::None;
+        }
+        let spectrum = bank.analyse_with_energy(block, energy);
+        let bins: [f32; 8] = std::array::from_fn(|k| {
+            bank.window(k, spectrum.halves[0][k], spectrum.halves[1][k])
+                .norm_sqr()
+        });
+        let strongest = |from: usize| {
+            (from..from + 4)
+                .max_by(|&a, &b| bins[a].total_cmp(&bins[b]))
+                .expect("four bins")
+        };
+        let (l, h) = (strongest(0), strongest(4));
+        let (low, high) = (bins[l], bins[h]);
+        let twist = 10f32.powf(rule.max_twist_db / 10.0);
+        // Dial tone under the keys is set aside (up to twice the pair), as the detector does.
+        let pair = 2.0 / BLOCK as f32 * (low + high);
+        let energy = energy - (2.0 / BLOCK as f32 * dial_tone(block)).min(2.0 * pair);
+        let share = pair / energy.max(f32::MIN_POSITIVE);
+        if low < floor
+            || high < floor
+            || high > low * twist
+            || low > high * twist
+            || share < rule.min_share
+        {
+            return Class::None;
+        }
+        let ratio = 10f32.powf(rule.relative_peak_db / 10.0);
+        let stands_out = |peak: usize, from: usize| {
+            (from..from + 4).all(|k| k == peak || bins[k] * ratio <= bins[peak])
+        };
+        // Each tone's frequency from the phase turn between the window's halves.
+        let on_frequency = |k: usize, max_offset: f32| {
+            let (a, b) = (spectrum.halves[0][k], spectrum.halves[1][k]);
+            let turn = b.mul_conj(a).arg() - 2.0 * PI * FREQUENCIES[k] * HALF as f32 / SAMPLE_RATE;
+            let turn = (turn + PI).rem_euclid(2.0 * PI) - PI;
+            let offset = turn * SAMPLE_RATE / (2.0 * PI * HALF as f32);
+            let steady = a.norm_sqr() <= 4.0 * b.norm_sqr() && b.norm_sqr() <= 4.0 * a.norm_sqr();
+            steady && offset.abs() <= max_offset * FREQUENCIES[k]
+        };
+        let on_frequency = |k: usize| on_frequency(k, rule.max_offset);
+        if share >= rule.strong_share
+            && stands_out(l, 0)
+            && stands_out(h, 4)
+            && on_frequency(l)
+            && on_frequency(h)
+        {
+            Class::Strong
+        } else {
+            Class::Weak
+        }
+    }
+
+    /// The replacement for the sample at media time `at`.
+    fn replacement_sample(&mut self, at: u32) -> i16 {
+        match self.replacement {
+            Replacement::Silence => 0,
+            Replacement::Tone => {
+                let amplitude =
+                    32767.0 * 10f32.powf((NEUTRAL_TONE_DBM0 - FULL_SCALE_SINE_DBM0) / 20.0);
+                let w = 2.0 * PI * NEUTRAL_TONE_HZ / SAMPLE_RATE;
+                (amplitude * (w * (at % 8) as f32).sin()).round() as i16
             }
-            n
-        }
-        AudioCodec::L16 => {
-            let n = (payload.len() / 2).min(out.len());
-            for (o, b) in out.iter_mut().zip(payload.chunks_exact(2)).take(n) {
-                *o = i16::from_be_bytes([b[0], b[1]]);
+            Replacement::Noise => {
+                let noise = (3.0 * self.background.min(energy_per_sample(-40.0))).sqrt();
+                self.noise_state = self
+                    .noise_state
+                    .wrapping_mul(1_664_525)
+                    .wrapping_add(1_013_904_223);
+                let u = (self.noise_state >> 8) as f32 / (1u32 << 24) as f32;
+                (noise * (2.0 * u - 1.0)).round() as i16
             }
-            n
         }
     }
 }
 
-fn silence(codec: AudioCodec, payload: &mut [u8]) {
-    let zero = match codec {
-        AudioCodec::Pcmu => Law::Mu.encode(0),
-        AudioCodec::Pcma => Law::A.encode(0),
-        AudioCodec::L16 => 0,
-    };
-    payload.fill(zero);
-}
-
-/// Whether any 80-sample block of `samples` (the last one moved back to end with the packet;
-/// a packet shorter than a block padded with zeros) might hold a key's tone pair.
-fn might_hold_a_key(kernel: Kernel, samples: &[i16]) -> bool {
-    if samples.is_empty() {
-        return false;
-    }
-    let mut starts: Vec<usize> = (0..samples.len().saturating_sub(BLOCK - 1))
-        .step_by(BLOCK)
-        .collect();
-    if !samples.len().is_multiple_of(BLOCK) || samples.len() < BLOCK {
-        starts.push(samples.len().saturating_sub(BLOCK));
-    }
-    starts.into_iter().any(|s| {
-        let mut block = [0.0f32; BLOCK];
-        for (b, &x) in block.iter_mut().zip(&samples[s..]) {
-            *b = f32::from(x);
+/// Window energy (|X|², 80 samples) of dial tone in `block`: 350 + 440 Hz within 6 dB of each
+/// other, or a lone 425 Hz (9 dB above 350 Hz); otherwise none (the detector's rule).
+fn dial_tone(block: &[f32; BLOCK]) -> f32 {
+    let e = [350.0f32, 425.0, 440.0].map(|f| {
+        let coef = 2.0 * (2.0 * PI * f / SAMPLE_RATE).cos();
+        let (mut s1, mut s2) = (0.0f32, 0.0f32);
+        for &x in block {
+            let t = x + coef * s1 - s2;
+            s2 = s1;
+            s1 = t;
         }
-        block_might_hold_a_key(kernel, &block)
-    })
-}
-
-fn block_might_hold_a_key(kernel: Kernel, block: &[f32; BLOCK]) -> bool {
-    let energy = Bank::energy(block);
-    let min = energy_of(MIN_LEVEL_DBM0);
-    // No bin can hold more than BLOCK times the block's energy: quiet blocks stop here.
-    if BLOCK as f32 * energy < min {
-        return false;
-    }
-    let bank = bank(kernel);
-    let spectrum = bank.analyse_with_energy(block, energy);
-    let bins: [f32; 8] = std::array::from_fn(|k| {
-        bank.window(k, spectrum.halves[0][k], spectrum.halves[1][k])
-            .norm_sqr()
+        s1 * s1 + s2 * s2 - coef * s1 * s2
     });
-    let low = bins[..4].iter().fold(0.0f32, |m, &e| m.max(e));
-    let high = bins[4..].iter().fold(0.0f32, |m, &e| m.max(e));
-    let twist = 10f32.powf(MAX_TWIST_DB / 10.0);
-    low >= min
-        && high >= min
-        && high <= low * twist
-        && low <= high * twist
-        && 2.0 / BLOCK as f32 * (low + high) >= MIN_SHARE * energy
+    let (e350, e425, e440) = (e[0], e[1], e[2]);
+    if e350 <= 4.0 * e440 && e440 <= 4.0 * e350 {
+        e350 + e440
+    } else if e425 >= 8.0 * e350 {
+        e425
+    } else {
+        0.0
+    }
+}
+
+/// What one window holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Class {
+    None,
+    /// Two tones' shape, loosely: a tone's ragged edge, or speech.
+    Weak,
+    /// A steady tone pair on DTMF frequencies.
+    Strong,
+}
+
+/// Mean energy per sample of a sine at `level` dBm0.
+fn energy_per_sample(level: f32) -> f32 {
+    let amplitude = 32767.0 * 10f32.powf((level - FULL_SCALE_SINE_DBM0) / 20.0);
+    amplitude * amplitude / 2.0
 }
 
 #[cfg(test)]
@@ -159,54 +476,54 @@ mod tests {
     use crate::time::{ClockRate, MediaTime};
     use std::f32::consts::PI;
 
-    /// A key of each row and column: (key, low tone, high tone), from the one table
-    /// ([`Key::frequencies`]).
-    fn keys() -> [(char, f32, f32); 4] {
-        ['1', '5', '9', 'D'].map(|c| {
-            let (low, high) = tones(c);
-            (c, low, high)
-        })
-    }
-
-    fn tones(key: char) -> (f32, f32) {
-        crate::Key::from_char(key).unwrap().frequencies()
-    }
+    const KEYS: [(char, f32, f32); 4] = [
+        ('1', 697.0, 1209.0),
+        ('5', 770.0, 1336.0),
+        ('9', 852.0, 1477.0),
+        ('D', 941.0, 1633.0),
+    ];
 
     fn amplitude(dbm0: f32) -> f32 {
         32767.0 * 10f32.powf((dbm0 - crate::g711::FULL_SCALE_SINE_DBM0) / 20.0)
     }
 
-    /// `ms` of silence, a key's tones for `tone_ms` from sample `at`, mu-law packets of 160.
-    fn stream(at: usize, tone_ms: usize, low: f32, high: f32, ms: usize) -> Vec<Vec<u8>> {
-        let n = ms * 8;
+    /// `ms` of silence, a key's tones at `dbm0` for `tone_ms` from sample `at`, mu-law.
+    fn audio(at: usize, tone_ms: usize, low: f32, high: f32, ms: usize, dbm0: f32) -> Vec<u8> {
         let end = at + tone_ms * 8;
-        let audio: Vec<u8> = (0..n)
+        (0..ms * 8)
             .map(|i| {
                 let t = i as f32 / 8000.0;
                 let x = if (at..end).contains(&i) {
-                    amplitude(-10.0)
+                    amplitude(dbm0)
                         * ((2.0 * PI * low * t).sin() + (2.0 * PI * high * t + 1.0).sin())
                 } else {
                     0.0
                 };
                 Law::Mu.encode(x as i16)
             })
-            .collect();
-        audio.chunks(160).map(<[u8]>::to_vec).collect()
+            .collect()
     }
 
-    fn presses(packets: &[Vec<u8>]) -> usize {
+    fn stream(at: usize, tone_ms: usize, low: f32, high: f32, ms: usize) -> Vec<Vec<u8>> {
+        audio(at, tone_ms, low, high, ms, -10.0)
+            .chunks(160)
+            .map(<[u8]>::to_vec)
+            .collect()
+    }
+
+    /// Presses tonegate's detector finds in mu-law `bytes`, amplified by `gain` first.
+    fn presses(bytes: &[u8], gain: f32) -> usize {
         let mut d = InbandDetector::default();
-        let mut count = 0;
-        for (i, p) in packets.iter().enumerate() {
-            let samples: Vec<i16> = p.iter().map(|&b| Law::Mu.table()[usize::from(b)]).collect();
-            d.handle_samples(
-                MediaTime::new(i as u64 * 160, ClockRate::NARROWBAND),
-                &samples,
-            )
+        let samples: Vec<i16> = bytes
+            .iter()
+            .map(|&b| {
+                (f32::from(Law::Mu.table()[usize::from(b)]) * gain).clamp(-32767.0, 32767.0) as i16
+            })
+            .collect();
+        d.handle_samples(MediaTime::new(0, ClockRate::NARROWBAND), &samples)
             .unwrap();
-        }
         d.finish();
+        let mut count = 0;
         while let Some(e) = d.poll_event() {
             count += usize::from(matches!(e, InbandEvent::Press(_)));
         }
@@ -214,26 +531,31 @@ mod tests {
     }
 
     #[test]
-    fn key_tones_at_every_alignment_leave_nothing_a_detector_hears() {
-        for (key, low, high) in keys() {
-            for at in (800..960).step_by(7) {
-                let mut packets = stream(at, 60, low, high, 300);
-                assert_eq!(presses(&packets), 1, "{key} unscrubbed is heard");
-                let mut s = ToneScrubber::new();
-                let mut leaked = 0;
-                for (i, p) in packets.iter_mut().enumerate() {
-                    let scrubbed = s.scrub(AudioCodec::Pcmu, p);
-                    let (first, last) = (i * 160, i * 160 + 160);
-                    let tone = first.max(at)..last.min(at + 480);
-                    if !scrubbed && !tone.is_empty() {
-                        leaked += tone.len();
+    fn key_tones_at_every_alignment_and_level_leave_nothing_a_detector_hears() {
+        for dbm0 in [-10.0, -40.0, -60.0] {
+            let gain = 10f32.powf((-10.0 - dbm0) / 20.0);
+            for (key, low, high) in KEYS {
+                for at in (800..960).step_by(7) {
+                    let input = audio(at, 60, low, high, 300, dbm0);
+                    assert_eq!(presses(&input, gain), 1, "{key} unscrubbed is heard");
+                    let mut s = ToneScrubber::new();
+                    let mut output = input.clone();
+                    for (i, p) in output.chunks_mut(160).enumerate() {
+                        s.scrub_at(AudioCodec::Pcmu, 1000 + i as u32 * 160, p);
                     }
+                    assert_eq!(presses(&output, gain), 0, "{key} at {at}, {dbm0} dBm0");
+                    let leaked = (at..at + 480)
+                        .filter(|&i| output[i] == input[i] && input[i] != 0xFF)
+                        .count();
+                    assert!(
+                        leaked <= 28,
+                        "{key} at {at}: {leaked} samples of tone forwarded"
+                    );
+                    let muted = (0..input.len())
+                        .filter(|i| !(at..at + 480).contains(i) && output[*i] != input[*i])
+                        .count();
+                    assert_eq!(muted, 0, "silence around the tone is silence already");
                 }
-                assert_eq!(presses(&packets), 0, "{key} at {at}: a press got through");
-                assert!(
-                    leaked <= 28,
-                    "{key} at {at}: {leaked} samples of tone forwarded"
-                );
             }
         }
     }
@@ -253,7 +575,7 @@ mod tests {
         let before = noise.clone();
         assert!(!s.scrub(AudioCodec::Pcmu, &mut noise));
         assert_eq!(noise, before, "untouched");
-        for (_, low, _) in keys() {
+        for (_, low, _) in KEYS {
             // A lone tone (the same frequency twice): nothing in the other group.
             let mut one = stream(0, 20, low, low, 20).remove(0);
             assert!(!s.scrub(AudioCodec::Pcmu, &mut one), "{low} Hz alone");
@@ -262,25 +584,89 @@ mod tests {
     }
 
     #[test]
-    fn a_scrubbed_packet_is_the_codecs_silence_and_the_next_one_too() {
-        let (low, high) = tones('5');
-        let mut packets = stream(0, 20, low, high, 60);
+    fn a_tone_is_the_codecs_silence_and_its_tail_in_the_next_packet_too() {
+        let mut packets = stream(0, 20, 770.0, 1336.0, 60);
         let mut s = ToneScrubber::new();
         assert!(s.scrub(AudioCodec::Pcmu, &mut packets[0]));
         assert!(packets[0].iter().all(|&b| b == 0xFF));
         assert!(s.scrub(AudioCodec::Pcmu, &mut packets[1]), "hangover");
         assert!(!s.scrub(AudioCodec::Pcmu, &mut packets[2]));
-        let mut alaw: Vec<u8> = stream(0, 20, low, high, 20)[0]
+        let mut alaw: Vec<u8> = stream(0, 20, 770.0, 1336.0, 20)[0]
             .iter()
             .map(|&b| Law::A.encode(Law::Mu.table()[usize::from(b)]))
             .collect();
+        let mut s = ToneScrubber::new();
         assert!(s.scrub(AudioCodec::Pcma, &mut alaw));
         assert!(alaw.iter().all(|&b| b == 0xD5));
-        let mut l16: Vec<u8> = stream(0, 20, low, high, 20)[0]
+        let mut l16: Vec<u8> = stream(0, 20, 770.0, 1336.0, 20)[0]
             .iter()
             .flat_map(|&b| Law::Mu.table()[usize::from(b)].to_be_bytes())
             .collect();
         assert!(s.scrub(AudioCodec::L16, &mut l16));
         assert!(l16.iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn hangover_follows_media_time_not_arrival() {
+        // The tone ends 5 samples into packet 1: too little for any window, so only the
+        // hang-over of packet 0 (toned to its end) can catch it, whenever packet 1 arrives.
+        let input = audio(100, 8, 770.0, 1336.0, 60, -20.0);
+        let tail = input[160..165].to_vec();
+        let mut packets: Vec<Vec<u8>> = input.chunks(160).map(<[u8]>::to_vec).collect();
+        let mut s = ToneScrubber::new();
+        // Arrival order 2, 0, 1.
+        assert!(!s.scrub_at(AudioCodec::Pcmu, 320, &mut packets[2]));
+        assert!(s.scrub_at(AudioCodec::Pcmu, 0, &mut packets[0]));
+        assert!(s.scrub_at(AudioCodec::Pcmu, 160, &mut packets[1]));
+        assert_ne!(tail, packets[1][..5]);
+        assert!(packets[1][..HANGOVER].iter().all(|&b| b == 0xFF));
+        assert!(
+            packets[1][HANGOVER..].iter().all(|&b| b == 0xFF),
+            "silence untouched"
+        );
+        // A tone onset 20 samples before the end of packet 0, which arrives after packet 1.
+        let input = audio(140, 40, 770.0, 1336.0, 40, -20.0);
+        let mut packets: Vec<Vec<u8>> = input.chunks(160).map(<[u8]>::to_vec).collect();
+        let mut s = ToneScrubber::new();
+        assert!(s.scrub_at(AudioCodec::Pcmu, 160, &mut packets[1]));
+        assert!(s.scrub_at(AudioCodec::Pcmu, 0, &mut packets[0]));
+        assert!(packets[0][160 - HANGOVER..].iter().all(|&b| b == 0xFF));
+    }
+
+    #[test]
+    fn packets_of_any_length_are_covered_to_their_last_sample() {
+        for len in [1usize, 40, 80, 100, 160, 240, 1000, 2400] {
+            let input = audio(
+                len.saturating_sub(40),
+                5,
+                852.0,
+                1477.0,
+                len.div_ceil(8),
+                -30.0,
+            );
+            let mut out = input[..len].to_vec();
+            let mut s = ToneScrubber::new();
+            s.scrub_at(AudioCodec::Pcmu, 0, &mut out);
+            if len >= 40 {
+                assert!(out[len - 40..].iter().all(|&b| b == 0xFF), "{len}");
+            }
+        }
+    }
+
+    #[test]
+    fn replacements_are_noise_at_the_background_and_a_neutral_tone() {
+        let input = stream(0, 20, 770.0, 1336.0, 20).remove(0);
+        let mut tone = input.clone();
+        let mut s = ToneScrubber::new().with_replacement(Replacement::Tone);
+        assert!(s.scrub(AudioCodec::Pcmu, &mut tone));
+        // The neutral tone is one frequency: never a key, even amplified.
+        let long: Vec<u8> = (0..10).flat_map(|_| tone.clone()).collect();
+        assert_eq!(presses(&long, 1.0), 0);
+        assert!(long.iter().any(|&b| b != 0xFF));
+        let mut noise = input.clone();
+        let mut s = ToneScrubber::new().with_replacement(Replacement::Noise);
+        assert!(s.scrub(AudioCodec::Pcmu, &mut noise));
+        // No background seen yet: silence.
+        assert!(noise.iter().all(|&b| b == 0xFF));
     }
 }

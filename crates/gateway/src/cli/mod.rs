@@ -1,11 +1,12 @@
 //! The binary's commands: each module is one command (`replay` and its WAV path `wav`,
-//! `conformance` and `talkoff`, `check-config`, `serve`, `demo`), with what they share here
+//! `conformance` and `talkoff`, `check-config`, `serve`, `demo`, `mask`), with what they share here
 //! (the replay arguments, output formats, how a failed command ends, the runtime).
 //! Dependencies among them point one way: `replay -> wav -> output`, `conformance -> wav`.
 
 pub(crate) mod check_config;
 pub(crate) mod conformance;
 pub(crate) mod demo;
+pub(crate) mod mask;
 pub(crate) mod output;
 pub(crate) mod plot;
 pub(crate) mod replay;

@@ -1,0 +1,229 @@
+#!/usr/bin/env bash
+# Measures `tonegate mask` (the relay's tone scrubber) against three DTMF detectors: tonegate's
+# own (`tonegate replay --format json`), spandsp (tools/spandsp/harness.c) and multimon-ng,
+# each on the masked output as it is and normalised to full scale (`sox --norm`), beside the
+# same detectors on the unmasked input. Prints one markdown table per set (docs/masking.md).
+#   scripts/masking-report.sh [--replacement silence|noise|tone] [--keep DIR]
+# Installs multimon-ng and sox (Debian) when missing; builds tonegate (release) and the spandsp
+# harness once. About three minutes on two cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+replacement=silence
+keep=""
+while (($#)); do
+  case "$1" in
+    --replacement) replacement="$2"; shift 2 ;;
+    --keep) keep="$2"; shift 2 ;;
+    *) echo "usage: $0 [--replacement silence|noise|tone] [--keep DIR]" >&2; exit 2 ;;
+  esac
+done
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+need=()
+command -v multimon-ng >/dev/null 2>&1 || need+=(multimon-ng)
+command -v sox >/dev/null 2>&1 || need+=(sox)
+dpkg -s asterisk-core-sounds-en-wav >/dev/null 2>&1 || need+=(asterisk-core-sounds-en-wav)
+if ((${#need[@]})); then
+  echo "== installing ${need[*]} (Debian) for the masking report" >&2
+  as_root apt-get -o DPkg::Lock::Timeout=600 update -qq >&2
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    -o DPkg::Lock::Timeout=600 "${need[@]}" >/dev/null
+fi
+harness=$(bash scripts/spandsp.sh)
+cargo build --release -q -p tonegate >&2
+tonegate=target/release/tonegate
+work=${keep:-$(mktemp -d)}
+mkdir -p "$work"
+[ -n "$keep" ] || trap 'rm -rf "$work"' EXIT
+echo "== $(date -u +%Y-%m-%dT%H:%MZ) $(uname -srm), $(nproc) cores; replacement $replacement; work $work" >&2
+python3 - "$tonegate" "$harness" "$work" "$replacement" <<'PY'
+import json, math, os, random, statistics, struct, subprocess, sys, glob, time
+tonegate, harness, work, replacement = sys.argv[1:5]
+KEYS = "123A456B789C*0#D"
+LOW = [697.0, 770.0, 852.0, 941.0]
+HIGH = [1209.0, 1336.0, 1477.0, 1633.0]
+def freqs(k):
+    i = KEYS.index(k)
+    return LOW[i // 4], HIGH[i % 4]
+def amp(dbm0):
+    return 32767.0 * 10 ** ((dbm0 - 3.14) / 20)
+
+def write_pcm(path, samples):
+    body = struct.pack("<%dh" % len(samples), *[max(-32768, min(32767, int(round(x)))) for x in samples])
+    hdr = b"RIFF" + struct.pack("<I", 36 + len(body)) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 1, 8000, 16000, 2, 16) + b"data" + struct.pack("<I", len(body))
+    open(path, "wb").write(hdr + body)
+
+def read_pcm(path):
+    raw = subprocess.run(["sox", path, "-t", "raw", "-e", "signed", "-b", "16", "-r", "8000", "-c", "1", "-"], capture_output=True, check=True).stdout
+    return list(struct.unpack("<%dh" % (len(raw) // 2), raw))
+
+def to_mulaw(src, dst):
+    subprocess.run(["sox", src, "-e", "u-law", dst], check=True)
+
+def tones(keys, dbm0, alignments=8, twist=0.0, offset=(0.0, 0.0), on=70, off=70, rng=None):
+    """Samples and tone spans: each key's onset at (k mod alignments) * 160/alignments + a few
+    samples into a 160-sample packet."""
+    rng = rng or random.Random(1)
+    out, spans = [0.0] * 800, []
+    for n, k in enumerate(keys):
+        lo, hi = freqs(k)
+        lo *= 1 + offset[0]; hi *= 1 + offset[1]
+        # pad to the next packet, then to the alignment
+        out += [0.0] * ((-len(out)) % 160 + (n % alignments) * (160 // alignments) + rng.randrange(3))
+        a_lo, a_hi = amp(dbm0), amp(dbm0 + twist)
+        p1, p2 = rng.random() * 6.28, rng.random() * 6.28
+        start = len(out)
+        for i in range(on * 8):
+            t = i / 8000
+            out.append(a_lo * math.sin(2 * math.pi * lo * t + p1) + a_hi * math.sin(2 * math.pi * hi * t + p2))
+        spans.append((start, len(out)))
+        out += [0.0] * (off * 8)
+    out += [0.0] * 800
+    return out, spans
+
+def mix_into(speech, keys, dbm0, rng):
+    out = [float(x) for x in speech]
+    spans = []
+    gap = len(out) // (len(keys) + 1)
+    for n, k in enumerate(keys):
+        lo, hi = freqs(k)
+        start = (n + 1) * gap + rng.randrange(-400, 400)
+        p1, p2 = rng.random() * 6.28, rng.random() * 6.28
+        for i in range(70 * 8):
+            t = i / 8000
+            out[start + i] += amp(dbm0) * (math.sin(2 * math.pi * lo * t + p1) + math.sin(2 * math.pi * hi * t + p2))
+        spans.append((start, start + 560))
+    return out, spans
+
+def detect(path):
+    """Digits each detector finds in a WAV: tonegate, spandsp, multimon-ng; then the three again
+    on the file normalised to full scale."""
+    res = {}
+    norm = path + ".norm.wav"
+    subprocess.run(["sox", "--norm", path, "-e", "signed", "-b", "16", norm], check=True, capture_output=True)
+    for tag, p in (("", path), ("norm ", norm)):
+        j = subprocess.run([tonegate, "replay", p, "--format", "json"], capture_output=True, text=True).stdout
+        res[tag + "tonegate"] = sum(1 for l in j.splitlines() if '"key"' in l)
+        raw = subprocess.run(["sox", p, "-t", "raw", "-e", "signed", "-b", "16", "-r", "8000", "-c", "1", "-"], capture_output=True, check=True).stdout
+        sp = subprocess.run([harness, "detect"], input=raw, capture_output=True).stdout.decode()
+        res[tag + "spandsp"] = len([l for l in sp.splitlines() if l.strip()])
+        raw22 = subprocess.run(["sox", p, "-t", "raw", "-e", "signed", "-b", "16", "-r", "22050", "-c", "1", "-"], capture_output=True, check=True).stdout
+        mm = subprocess.run(["multimon-ng", "-q", "-c", "-a", "DTMF", "-t", "raw", "-"], input=raw22, capture_output=True).stdout.decode()
+        res[tag + "multimon-ng"] = sum(1 for l in mm.splitlines() if l.startswith("DTMF:"))
+    os.remove(norm)
+    return res
+
+def mask(src, dst):
+    r = subprocess.run([tonegate, "mask", src, dst, "--replacement", replacement], capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit("tonegate mask %s: %s" % (src, r.stderr))
+
+DETS = ["tonegate", "spandsp", "multimon-ng", "norm tonegate", "norm spandsp", "norm multimon-ng"]
+def report(title, cases, speech_minutes=None):
+    """cases: (name, input wav, spans or None)."""
+    print("\n### %s\n" % title)
+    print("| input | tones | " + " | ".join("%s in / out" % d for d in DETS) + " | leaked ms per tone (min/median/max) | collateral ms per tone (median/max) |")
+    print("|---|---|" + "---|" * len(DETS) + "---|---|")
+    tot_in = {d: 0 for d in DETS}; tot_out = {d: 0 for d in DETS}
+    all_leak, all_coll = [], []
+    for name, src, spans in cases:
+        dst = src + ".masked.wav"
+        mask(src, dst)
+        a, b = detect(src), detect(dst)
+        for d in DETS:
+            tot_in[d] += a[d]; tot_out[d] += b[d]
+        leak, coll = [], []
+        if spans is not None:
+            x, y = read_pcm(src), read_pcm(dst)
+            inside = [False] * len(x)
+            for s, e in spans:
+                for i in range(s, e): inside[i] = True
+            changed = [x[i] != y[i] for i in range(len(x))]
+            for s, e in spans:
+                leak.append(sum(1 for i in range(s, e) if not changed[i] and x[i] != 0) / 8)
+                # collateral: changed samples outside any tone within 40 ms of this one
+                coll.append(sum(1 for i in range(max(0, s - 320), min(len(x), e + 320)) if changed[i] and not inside[i]) / 8)
+            all_leak += leak; all_coll += coll
+        fmt = lambda v: "%.1f/%.1f/%.1f" % (min(v), statistics.median(v), max(v)) if v else "-"
+        fmt2 = lambda v: "%.1f/%.1f" % (statistics.median(v), max(v)) if v else "-"
+        print("| %s | %s | " % (name, len(spans) if spans is not None else "-") + " | ".join("%d / %d" % (a[d], b[d]) for d in DETS) + " | %s | %s |" % (fmt(leak), fmt2(coll)))
+    fmt = lambda v: "%.1f/%.1f/%.1f" % (min(v), statistics.median(v), max(v)) if v else "-"
+    fmt2 = lambda v: "%.1f/%.1f" % (statistics.median(v), max(v)) if v else "-"
+    print("| **all** | %d | " % sum(len(c[2] or []) for c in cases) + " | ".join("%d / **%d**" % (tot_in[d], tot_out[d]) for d in DETS) + " | %s | %s |" % (fmt(all_leak), fmt2(all_coll)))
+    return tot_out
+
+t0 = time.time()
+failures = 0
+rng = random.Random(20240601)
+# 1. Q.24 conformance WAVs (the masked copy of each, whatever the row expects unmasked).
+cases = [(os.path.basename(p)[:-4], p, None) for p in sorted(glob.glob("fixtures/inband/*.wav"))]
+import shutil
+q = []
+for name, p, _ in cases:
+    d = os.path.join(work, "q24-" + name + ".wav"); shutil.copy(p, d); q.append((name, d, None))
+failures += sum(report("Q.24 conformance WAVs (fixtures/inband, mu-law)", q).values())
+# 2. Levels -5 .. -70 dBm0, 16 keys, 8 onset alignments in a 20 ms packet, mu-law.
+lv = []
+for level in range(-5, -75, -5):
+    s, spans = tones(KEYS, level, rng=rng)
+    pcm = os.path.join(work, "level%d.pcm.wav" % level); write_pcm(pcm, s)
+    mu = os.path.join(work, "level%d.wav" % level); to_mulaw(pcm, mu)
+    lv.append(("%d dBm0" % level, mu, spans))
+failures += sum(report("Levels: 16 keys, 70 ms on / 70 ms off, 8 onset alignments (mu-law)", lv).values())
+# 3. Twist and frequency offsets, at -20 and -50 dBm0.
+st = []
+for level in (-20, -50):
+    for label, twist, off in (("twist +4 dB", 4.0, (0, 0)), ("twist -8 dB", -8.0, (0, 0)),
+                              ("low +1.5 %", 0, (0.015, 0)), ("low -1.5 %", 0, (-0.015, 0)),
+                              ("high +1.5 %", 0, (0, 0.015)), ("high -1.5 %", 0, (0, -0.015)),
+                              ("both +1.5 %, twist -8", -8.0, (0.015, 0.015))):
+        s, spans = tones(KEYS, level, twist=twist, offset=off, rng=rng)
+        pcm = os.path.join(work, "st.pcm.wav"); write_pcm(pcm, s)
+        mu = os.path.join(work, "stress%d-%d.wav" % (-level, len(st))); to_mulaw(pcm, mu)
+        st.append(("%s, %d dBm0" % (label, level), mu, spans))
+failures += sum(report("Twist and frequency offsets (mu-law)", st).values())
+# 4. Keys mixed into speech, and speech alone (collateral per minute).
+voices = sorted(glob.glob("/usr/share/asterisk/sounds/*/"))
+sp = []
+speech_alone = []
+for v in voices:
+    files = sorted(glob.glob(v + "*.wav"))
+    rng.shuffle(files)
+    for n in range(2):
+        chosen, total = [], []
+        for f in files[n * 12:(n + 1) * 12]:
+            total += read_pcm(f)
+        for level in (-20, -35):
+            mixed, spans = mix_into(total, KEYS, level, rng)
+            pcm = os.path.join(work, "mix.pcm.wav"); write_pcm(pcm, mixed)
+            mu = os.path.join(work, "mix-%s-%d-%d.wav" % (os.path.basename(v[:-1]), n, -level)); to_mulaw(pcm, mu)
+            sp.append(("%s set %d, keys at %d dBm0" % (os.path.basename(v[:-1]), n, level), mu, spans))
+    alone = []
+    for f in files[:200]:
+        alone += read_pcm(f)
+    pcm = os.path.join(work, "alone.pcm.wav"); write_pcm(pcm, alone)
+    mu = os.path.join(work, "speech-%s.wav" % os.path.basename(v[:-1])); to_mulaw(pcm, mu)
+    speech_alone.append((os.path.basename(v[:-1]), mu, len(alone) / 8000 / 60))
+failures += sum(report("16 keys mixed into Debian speech prompts (12 prompts a set, mu-law)", sp).values())
+print("\n### Speech with no key (Debian prompts, mu-law): collateral\n")
+print("| voice | minutes | ms replaced | ms per minute | tonegate / spandsp / multimon-ng digits in the input |")
+print("|---|---|---|---|---|")
+for name, mu, minutes in speech_alone:
+    dst = mu + ".masked.wav"; mask(mu, dst)
+    x, y = read_pcm(mu), read_pcm(dst)
+    changed = sum(1 for i in range(len(x)) if x[i] != y[i]) / 8
+    d = detect(mu)
+    print("| %s | %.1f | %.0f | %.1f | %d / %d / %d |" % (name, minutes, changed, changed / minutes, d["tonegate"], d["spandsp"], d["multimon-ng"]))
+# 5. Real captures: tonegate replay (RFC 4733 and in-band) before and after.
+print("\n### Real captures (fixtures/real): tonegate replay, RFC 4733 and in-band\n")
+print("| capture | presses in | presses out | what `tonegate mask` said |")
+print("|---|---|---|---|")
+for p in sorted(glob.glob("fixtures/real/*.pcap")):
+    dst = os.path.join(work, os.path.basename(p) + ".masked.pcap")
+    r = subprocess.run([tonegate, "mask", p, dst, "--replacement", replacement], capture_output=True, text=True, check=True)
+    count = lambda f: sum(1 for l in subprocess.run([tonegate, "replay", f, "--format", "json"], capture_output=True, text=True).stdout.splitlines() if '"key"' in l)
+    a, b = count(p), count(dst)
+    failures += b
+    print("| %s | %d | %d | %s |" % (os.path.basename(p), a, b, r.stderr.strip().split(": ", 1)[-1]))
+print("\n%.0f s; %s" % (time.time() - t0, "every masked output: no digit for any detector" if failures == 0 else "%d digits recovered from masked outputs" % failures))
+sys.exit(1 if failures else 0)
+PY
