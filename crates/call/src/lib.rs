@@ -481,9 +481,10 @@ impl Call {
 
     /// The relay policy: while masking does not hold, every packet goes out as it came (but
     /// telephone-events of a press heard while masking held); while it holds, telephone-event
-    /// and red packets are dropped, and a PCMU, PCMA or L16 packet that might hold a key tone
-    /// (and the one after it) goes out as the codec's silence ([`ToneScrubber`]), while a
-    /// packet in any other payload type, which cannot be inspected, is not forwarded at all
+    /// and red packets are dropped, and in a PCMU, PCMA or L16 packet the samples that might
+    /// hold a key tone (with a tone's tail into the packet after it in media time) are replaced
+    /// ([`ToneScrubber::scrub_at`]), while a packet in any other payload type, which cannot be
+    /// inspected, is not forwarded at all
     /// (the SDP answer offers PCMU and PCMA only). Forwarded packets are renumbered so that
     /// the sequence stays continuous over dropped ones.
     fn relay(&mut self, now: Instant, to: SocketAddr, datagram: &[u8], packet: &RtpPacket<'_>) {
@@ -533,7 +534,12 @@ impl Call {
             // Where the payload lies in the datagram (after CSRCs and extension).
             let at = packet.payload().as_ptr() as usize - datagram.as_ptr() as usize;
             let payload = at..at + packet.payload().len();
-            if stream.scrubber.scrub(codec, &mut out[payload]) {
+            // Hang-over follows media time: the packet after a toned one in timestamp
+            // order is scrubbed at its start whenever it arrives (reordering).
+            if stream
+                .scrubber
+                .scrub_at(codec, packet.timestamp(), &mut out[payload])
+            {
                 self.scrubbed += 1;
             }
             true
