@@ -69,6 +69,7 @@ use tonegate_media::{ClockRate, MediaDuration, MediaTime, Source};
 use tonegate_pci::{Collector, PaymentOutcome, PaymentRequest, SealedCard, YearMonth};
 
 pub use clock::CallClock;
+pub use tonegate_media::scrub::Replacement;
 
 /// Where the caller's media goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,6 +115,9 @@ pub struct MaskingConfig {
     /// How long masking outlasts a session (default 2 s: longer than a key press's end
     /// retransmissions, RFC 2198 redundancy and a caller's last, late key).
     pub hold_over: Duration,
+    /// What replaces the audio samples that might hold a key tone (default silence; comfort
+    /// noise or a neutral 1 kHz tone: `docs/masking.md`).
+    pub replacement: Replacement,
 }
 
 impl Default for MaskingConfig {
@@ -121,6 +125,7 @@ impl Default for MaskingConfig {
         MaskingConfig {
             whole_call: false,
             hold_over: Duration::from_secs(2),
+            replacement: Replacement::Silence,
         }
     }
 }
@@ -490,11 +495,12 @@ impl Call {
     fn relay(&mut self, now: Instant, to: SocketAddr, datagram: &[u8], packet: &RtpPacket<'_>) {
         let masking = self.masking(now);
         let kernel = self.config.inband.kernel;
+        let replacement = self.config.masking.replacement;
         let stream = self
             .relayed
             .entry(packet.ssrc())
             .or_insert_with(|| RelayedStream {
-                scrubber: ToneScrubber::with_kernel(kernel),
+                scrubber: ToneScrubber::with_kernel(kernel).with_replacement(replacement),
                 masked_events: [None; 16],
                 next_masked: 0,
                 dropped: 0,

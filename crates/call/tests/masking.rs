@@ -326,3 +326,39 @@ fn forwarded_sequence_numbers_stay_continuous_over_dropped_packets() {
     }
     assert_eq!(seq(&relay.forwarded[0]), 65_530);
 }
+
+#[test]
+fn the_replacement_is_a_setting_and_no_replacement_is_heard_as_a_key() {
+    use tonegate_call::Replacement;
+    use tonegate_media::listener::{Listener, ListenerConfig, ListenerEvent};
+    for replacement in [Replacement::Silence, Replacement::Noise, Replacement::Tone] {
+        let mut relay = Relay::new(MaskingConfig {
+            whole_call: true,
+            replacement,
+            ..MaskingConfig::default()
+        });
+        let mut phone = Phone::new(7, 100, 8000);
+        phone.silence(100);
+        phone.keys("159", 100, 100, Keying::Inband);
+        relay.send(&mut phone, Duration::ZERO);
+        // PCMU silence is 0xFF; a tone replacement puts something else where the keys were.
+        let audible = relay
+            .forwarded
+            .iter()
+            .any(|p| p[1] & 0x7F == 0 && p[12..].iter().any(|&b| b != 0xFF && b != 0x7F));
+        assert_eq!(audible, replacement == Replacement::Tone, "{replacement:?}");
+        let mut listener = Listener::new(ListenerConfig::default());
+        for (i, p) in relay.forwarded.iter().enumerate() {
+            let _ = listener.handle_packet(relay.at(20 * i as u64), p);
+        }
+        listener.finish();
+        let mut presses = 0;
+        while let Some(event) = listener.poll_event() {
+            presses += usize::from(matches!(event, ListenerEvent::Press { .. }));
+        }
+        assert_eq!(
+            presses, 0,
+            "{replacement:?}: a key was heard in the masked audio"
+        );
+    }
+}

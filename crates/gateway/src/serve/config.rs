@@ -53,6 +53,9 @@ pub struct ServeConfig {
     pub mask_whole_call: bool,
     /// Relay mode: how long masking outlasts a payment session, in milliseconds (default 2000).
     pub mask_hold_over_ms: u64,
+    /// Relay mode: what replaces audio that might hold a key tone: `silence` (default),
+    /// `noise` (comfort noise at the caller's background level) or `tone` (a neutral 1 kHz).
+    pub mask_replacement: MaskReplacement,
 }
 
 impl Default for ServeConfig {
@@ -76,6 +79,7 @@ impl Default for ServeConfig {
             allow_sandbox: false,
             mask_whole_call: false,
             mask_hold_over_ms: 2000,
+            mask_replacement: MaskReplacement::Silence,
         }
     }
 }
@@ -292,4 +296,27 @@ pub fn resolve_secret_reference(
     };
     *value = secrecy::SecretString::from(resolved);
     Ok(())
+}
+
+/// `mask_replacement` in the config: what the relay puts where a key tone was.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaskReplacement {
+    /// The codec's silence.
+    #[default]
+    Silence,
+    /// Comfort noise at the caller's background level.
+    Noise,
+    /// A steady 1 kHz tone at -20 dBm0 (never a key).
+    Tone,
+}
+
+impl From<MaskReplacement> for tonegate_media::scrub::Replacement {
+    fn from(r: MaskReplacement) -> Self {
+        match r {
+            MaskReplacement::Silence => tonegate_media::scrub::Replacement::Silence,
+            MaskReplacement::Noise => tonegate_media::scrub::Replacement::Noise,
+            MaskReplacement::Tone => tonegate_media::scrub::Replacement::Tone,
+        }
+    }
 }

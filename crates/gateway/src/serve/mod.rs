@@ -39,7 +39,10 @@ mod openapi;
 mod telephony;
 
 pub use agent::{ActionRequest, InvokeRequest, SessionCreated};
-pub use config::{resolve_secret_reference, PortRange, SecretError, ServeConfig, EXAMPLE_FUNCTION};
+pub use config::{
+    resolve_secret_reference, MaskReplacement, PortRange, SecretError, ServeConfig,
+    EXAMPLE_FUNCTION,
+};
 pub use delivery::Deliver;
 pub use error::ApiError;
 pub use gateway::{Gateway, Running};

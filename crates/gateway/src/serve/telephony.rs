@@ -71,6 +71,7 @@ pub(super) async fn create_call(
         masking: MaskingConfig {
             whole_call: body.mask_whole_call.unwrap_or(g.config.mask_whole_call),
             hold_over: Duration::from_millis(g.config.mask_hold_over_ms),
+            replacement: g.config.mask_replacement.into(),
         },
         ..CallConfig::default()
     };
