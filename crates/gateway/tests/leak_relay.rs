@@ -74,17 +74,10 @@ async fn a_relayed_payment_through_an_http_processor_leaves_no_card_data_anywher
 
     // The agent's media leg: a socket that keeps every datagram relayed to it.
     let leg = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let created: Value = reqwest::Client::new()
-        .post(format!("http://{}/v1/calls", running.addr))
-        .bearer_auth("tel")
-        .json(&json!({"mode": "relay", "relay_to": leg.local_addr().unwrap().to_string()}))
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let (call, rtp) = agent
+        .create_relay_call(leg.local_addr().unwrap(), json!({}))
         .await
         .unwrap();
-    let call = created["call_id"].as_str().unwrap().to_owned();
     let relayed: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
     let keep = relayed.clone();
     let reader = tokio::spawn(async move {
@@ -95,7 +88,6 @@ async fn a_relayed_payment_through_an_http_processor_leaves_no_card_data_anywher
             keep.lock().unwrap().push(buf[..n].to_vec());
         }
     });
-    let rtp = created["rtp"].as_str().unwrap().parse().unwrap();
     let mut caller = Caller::new(rtp, Duration::from_millis(2)).await.unwrap();
     caller.audio(5).await.unwrap();
     let session = agent.invoke(&call).await.unwrap();

@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use tonegate::serve::{Gateway, ServeConfig};
+use tonegate_testkit::agent::Agent;
 use tonegate_testkit::caller::Caller;
 use tonegate_testkit::standin::{customer_endpoints, demo_function};
 
@@ -35,21 +36,14 @@ async fn relay_keys(mask_whole_call: Option<bool>) -> Vec<u8> {
     let config = ServeConfig::local(&dir, &demo_function(customer), "tel", "agt").unwrap();
     let running = Gateway::start(config, None).await.unwrap();
     let leg = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let mut body = json!({"mode": "relay", "relay_to": leg.local_addr().unwrap().to_string()});
-    if let Some(mask) = mask_whole_call {
-        body["mask_whole_call"] = json!(mask);
-    }
-    let created: Value = reqwest::Client::new()
-        .post(format!("http://{}/v1/calls", running.addr))
-        .bearer_auth("tel")
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let extra = match mask_whole_call {
+        Some(mask) => json!({ "mask_whole_call": mask }),
+        None => json!({}),
+    };
+    let (_, rtp) = Agent::new(running.addr, "tel", "agt")
+        .create_relay_call(leg.local_addr().unwrap(), extra)
         .await
         .unwrap();
-    let rtp = created["rtp"].as_str().unwrap().parse().unwrap();
     let mut caller = Caller::new(rtp, Duration::from_millis(2)).await.unwrap();
     caller.press_both("42").await.unwrap();
     let pts = received_pts(&leg).await;

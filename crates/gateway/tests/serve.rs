@@ -119,20 +119,12 @@ async fn metrics(w: &World) -> String {
 /// its caller.
 async fn relay_call(w: &World) -> (tokio::net::UdpSocket, String, Caller) {
     let agent_leg = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let created: Value = reqwest::Client::new()
-        .post(format!("http://{}/v1/calls", w.running.addr))
-        .bearer_auth("tel")
-        .json(&json!({"mode": "relay", "relay_to": agent_leg.local_addr().unwrap().to_string()}))
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let (call, rtp) = w
+        .agent
+        .create_relay_call(agent_leg.local_addr().unwrap(), json!({}))
         .await
         .unwrap();
-    let call = created["call_id"].as_str().unwrap().to_owned();
-    let caller = Caller::new(created["rtp"].as_str().unwrap().parse().unwrap(), PACE)
-        .await
-        .unwrap();
+    let caller = Caller::new(rtp, PACE).await.unwrap();
     (agent_leg, call, caller)
 }
 

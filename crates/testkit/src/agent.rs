@@ -48,6 +48,32 @@ impl Agent {
         Ok((id, rtp))
     }
 
+    /// `POST /v1/calls` in relay mode, forwarding to `relay_to`, with `extra` fields merged
+    /// into the body (`{"mask_whole_call": true}`, or `{}`): (call id, RTP address).
+    pub async fn create_relay_call(
+        &self,
+        relay_to: SocketAddr,
+        extra: Value,
+    ) -> anyhow::Result<(String, SocketAddr)> {
+        let mut body = json!({"mode": "relay", "relay_to": relay_to.to_string()});
+        for (k, v) in extra.as_object().context("extra fields are an object")? {
+            body[k] = v.clone();
+        }
+        let answer: Value = self
+            .client
+            .post(format!("{}/v1/calls", self.base))
+            .bearer_auth(&self.telephony_token)
+            .json(&body)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let id = answer["call_id"].as_str().context("call_id")?.to_owned();
+        let rtp = answer["rtp"].as_str().context("rtp")?.parse()?;
+        Ok((id, rtp))
+    }
+
     /// `DELETE /v1/calls/{id}`.
     pub async fn hang_up(&self, call: &str) -> anyhow::Result<()> {
         self.client
