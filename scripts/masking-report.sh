@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Measures `tonegate mask` (the relay's tone scrubber) against three DTMF detectors: tonegate's
-# own (`tonegate replay --format json`), spandsp (tools/spandsp/harness.c) and multimon-ng,
-# each on the masked output as it is and normalised to full scale (`sox --norm`), beside the
-# same detectors on the unmasked input. Prints one markdown table per set (docs/masking.md).
+# Measures the relay's tone scrubber against three DTMF detectors: tonegate's own (`tonegate
+# replay --format json`), spandsp (tools/spandsp/harness.c) and multimon-ng, each on the masked
+# output as it is and normalised to full scale (`sox --norm`), beside the same detectors on the
+# unmasked input. Every input is masked twice: by `tonegate mask`, and by a live relay call
+# (`tonegate serve` on 127.0.0.1, started and stopped here; scripts/relay_mask.py): sent as RTP,
+# forwarded with masking held (`mask_whole_call`), written back and put through the same
+# detectors. Prints one markdown table per set, the relay's packet counts and added latency
+# (docs/masking.md).
 #   scripts/masking-report.sh [--replacement silence|noise|tone] [--keep DIR]
 # Installs multimon-ng and sox (Debian) when missing; builds tonegate (release) and the spandsp
 # harness once. About three minutes on two cores.
@@ -30,14 +34,23 @@ if ((${#need[@]})); then
 fi
 harness=$(bash scripts/spandsp.sh)
 cargo build --release -q -p tonegate >&2
-tonegate=target/release/tonegate
 work=${keep:-$(mktemp -d)}
 mkdir -p "$work"
 [ -n "$keep" ] || trap 'rm -rf "$work"' EXIT
-echo "== $(date -u +%Y-%m-%dT%H:%MZ) $(uname -srm), $(nproc) cores; replacement $replacement; work $work" >&2
+# One build for the whole run: `tonegate mask`, `tonegate replay` and the gateway all run this
+# copy, whatever is rebuilt in target/ meanwhile.
+cp target/release/tonegate "$work/tonegate"
+tonegate=$work/tonegate
+built="$(git rev-parse --short HEAD 2>/dev/null || echo '(not a git checkout)')$(git diff --quiet HEAD -- crates 2>/dev/null || echo ' with uncommitted changes in crates/')"
+echo "== $(date -u +%Y-%m-%dT%H:%MZ) $(uname -srm), $(nproc) cores; replacement $replacement; tonegate $built; work $work" >&2
 python3 - "$tonegate" "$harness" "$work" "$replacement" <<'PY'
 import json, math, os, random, statistics, struct, subprocess, sys, glob, time
+sys.dont_write_bytecode = True
+sys.path.insert(0, "scripts")
+import relay_mask
 tonegate, harness, work, replacement = sys.argv[1:5]
+# The gateway for the relay path: killed when this process exits, however it exits.
+relay = relay_mask.RelayGateway(tonegate, work, replacement).start()
 KEYS = "123A456B789C*0#D"
 LOW = [697.0, 770.0, 852.0, 941.0]
 HIGH = [1209.0, 1336.0, 1477.0, 1633.0]
@@ -113,27 +126,52 @@ def detect(path):
     return res
 
 def mask(src, dst):
+    """`tonegate mask`: the packets it scrubbed."""
     r = subprocess.run([tonegate, "mask", src, dst, "--replacement", replacement], capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit("tonegate mask %s: %s" % (src, r.stderr))
+    return int(r.stderr.split(" audio packets, ")[1].split(" scrubbed")[0])
+
+relayed_all = []  # every relay run's Relayed, for the totals
+def relay_mask_wav(src, dst):
+    """The relay path: `src` through a live relay call, the forwarded audio to `dst`."""
+    r = relay.mask(src, dst)
+    relayed_all.append(r)
+    return r
+
+def relay_line(runs):
+    """The relay's packet counts and added latency over a set's runs."""
+    sent = sum(r.audio_sent for r in runs); lost = sum(r.lost for r in runs)
+    odd = sum(r.header_changes + r.unmatched for r in runs)
+    lat = [x for r in runs for x in r.latencies]
+    return ("Relay: %d calls, %d/%d packets forwarded (%d lost), %s; added latency per packet %s."
+            % (sum(r.calls for r in runs), sent - lost, sent, lost,
+               "every header as sent" if odd == 0 else "%d headers changed or datagrams unmatched" % odd,
+               relay_mask.latency_line(lat)))
 
 DETS = ["tonegate", "spandsp", "multimon-ng", "norm tonegate", "norm spandsp", "norm multimon-ng"]
 def report(title, cases, speech_minutes=None):
-    """cases: (name, input wav, spans or None)."""
+    """cases: (name, input wav, spans or None). Digits recovered from the `tonegate mask`
+    outputs, and from the relay's."""
     print("\n### %s\n" % title)
-    print("| input | tones | " + " | ".join("%s in / out" % d for d in DETS) + " | leaked ms per tone (min/median/max) | collateral ms per tone (median/max) |")
-    print("|---|---|" + "---|" * len(DETS) + "---|---|")
-    tot_in = {d: 0 for d in DETS}; tot_out = {d: 0 for d in DETS}
+    print("| input | tones | " + " | ".join("%s in / mask / relay" % d for d in DETS) + " | leaked ms per tone (min/median/max) | collateral ms per tone (median/max) | scrubbed packets mask / relay | samples relay ≠ mask |")
+    print("|---|---|" + "---|" * len(DETS) + "---|---|---|---|")
+    tot_in = {d: 0 for d in DETS}; tot_out = {d: 0 for d in DETS}; tot_relay = {d: 0 for d in DETS}
     all_leak, all_coll = [], []
+    runs, tot_scrub, tot_differ = [], [0, 0], 0
     for name, src, spans in cases:
-        dst = src + ".masked.wav"
-        mask(src, dst)
-        a, b = detect(src), detect(dst)
+        dst, rdst = src + ".masked.wav", src + ".relayed.wav"
+        scrubbed = mask(src, dst)
+        r = relay_mask_wav(src, rdst)
+        runs.append(r)
+        a, b, c = detect(src), detect(dst), detect(rdst)
         for d in DETS:
-            tot_in[d] += a[d]; tot_out[d] += b[d]
+            tot_in[d] += a[d]; tot_out[d] += b[d]; tot_relay[d] += c[d]
+        x, y, z = read_pcm(src), read_pcm(dst), read_pcm(rdst)
+        differ = sum(1 for i in range(len(y)) if y[i] != z[i]) + abs(len(y) - len(z))
+        tot_scrub[0] += scrubbed; tot_scrub[1] += r.scrubbed; tot_differ += differ
         leak, coll = [], []
         if spans is not None:
-            x, y = read_pcm(src), read_pcm(dst)
             inside = [False] * len(x)
             for s, e in spans:
                 for i in range(s, e): inside[i] = True
@@ -145,14 +183,17 @@ def report(title, cases, speech_minutes=None):
             all_leak += leak; all_coll += coll
         fmt = lambda v: "%.1f/%.1f/%.1f" % (min(v), statistics.median(v), max(v)) if v else "-"
         fmt2 = lambda v: "%.1f/%.1f" % (statistics.median(v), max(v)) if v else "-"
-        print("| %s | %s | " % (name, len(spans) if spans is not None else "-") + " | ".join("%d / %d" % (a[d], b[d]) for d in DETS) + " | %s | %s |" % (fmt(leak), fmt2(coll)))
+        print("| %s | %s | " % (name, len(spans) if spans is not None else "-") + " | ".join("%d / %d / %d" % (a[d], b[d], c[d]) for d in DETS) + " | %s | %s | %d / %d | %d |" % (fmt(leak), fmt2(coll), scrubbed, r.scrubbed, differ))
     fmt = lambda v: "%.1f/%.1f/%.1f" % (min(v), statistics.median(v), max(v)) if v else "-"
     fmt2 = lambda v: "%.1f/%.1f" % (statistics.median(v), max(v)) if v else "-"
-    print("| **all** | %d | " % sum(len(c[2] or []) for c in cases) + " | ".join("%d / **%d**" % (tot_in[d], tot_out[d]) for d in DETS) + " | %s | %s |" % (fmt(all_leak), fmt2(all_coll)))
-    return tot_out
+    print("| **all** | %d | " % sum(len(c[2] or []) for c in cases) + " | ".join("%d / **%d** / **%d**" % (tot_in[d], tot_out[d], tot_relay[d]) for d in DETS) + " | %s | %s | %d / %d | %d |" % (fmt(all_leak), fmt2(all_coll), tot_scrub[0], tot_scrub[1], tot_differ))
+    print("\n" + relay_line(runs))
+    return sum(tot_out.values()), sum(tot_relay.values())
 
 t0 = time.time()
-failures = 0
+failures = [0, 0]  # digits recovered: `tonegate mask`, relay
+def add(found):
+    failures[0] += found[0]; failures[1] += found[1]
 rng = random.Random(20240601)
 # 1. Q.24 conformance WAVs (the masked copy of each, whatever the row expects unmasked).
 cases = [(os.path.basename(p)[:-4], p, None) for p in sorted(glob.glob("fixtures/inband/*.wav"))]
@@ -160,7 +201,7 @@ import shutil
 q = []
 for name, p, _ in cases:
     d = os.path.join(work, "q24-" + name + ".wav"); shutil.copy(p, d); q.append((name, d, None))
-failures += sum(report("Q.24 conformance WAVs (fixtures/inband, mu-law)", q).values())
+add(report("Q.24 conformance WAVs (fixtures/inband, mu-law)", q))
 # 2. Levels -5 .. -70 dBm0, 16 keys, 8 onset alignments in a 20 ms packet, mu-law.
 lv = []
 for level in range(-5, -75, -5):
@@ -168,7 +209,7 @@ for level in range(-5, -75, -5):
     pcm = os.path.join(work, "level%d.pcm.wav" % level); write_pcm(pcm, s)
     mu = os.path.join(work, "level%d.wav" % level); to_mulaw(pcm, mu)
     lv.append(("%d dBm0" % level, mu, spans))
-failures += sum(report("Levels: 16 keys, 70 ms on / 70 ms off, 8 onset alignments (mu-law)", lv).values())
+add(report("Levels: 16 keys, 70 ms on / 70 ms off, 8 onset alignments (mu-law)", lv))
 # 3. Twist and frequency offsets, at -20 and -50 dBm0.
 st = []
 for level in (-20, -50):
@@ -180,7 +221,7 @@ for level in (-20, -50):
         pcm = os.path.join(work, "st.pcm.wav"); write_pcm(pcm, s)
         mu = os.path.join(work, "stress%d-%d.wav" % (-level, len(st))); to_mulaw(pcm, mu)
         st.append(("%s, %d dBm0" % (label, level), mu, spans))
-failures += sum(report("Twist and frequency offsets (mu-law)", st).values())
+add(report("Twist and frequency offsets (mu-law)", st))
 # 4. Keys mixed into speech, and speech alone (collateral per minute).
 voices = sorted(glob.glob("/usr/share/asterisk/sounds/*/"))
 sp = []
@@ -203,27 +244,60 @@ for v in voices:
     pcm = os.path.join(work, "alone.pcm.wav"); write_pcm(pcm, alone)
     mu = os.path.join(work, "speech-%s.wav" % os.path.basename(v[:-1])); to_mulaw(pcm, mu)
     speech_alone.append((os.path.basename(v[:-1]), mu, len(alone) / 8000 / 60))
-failures += sum(report("16 keys mixed into Debian speech prompts (12 prompts a set, mu-law)", sp).values())
+add(report("16 keys mixed into Debian speech prompts (12 prompts a set, mu-law)", sp))
 print("\n### Speech with no key (Debian prompts, mu-law): collateral\n")
-print("| voice | minutes | ms replaced | ms per minute | tonegate / spandsp / multimon-ng digits in the input |")
-print("|---|---|---|---|---|")
+print("| voice | minutes | ms replaced mask / relay | ms per minute mask / relay | samples relay ≠ mask | tonegate / spandsp / multimon-ng digits in the input |")
+print("|---|---|---|---|---|---|")
+runs = []
 for name, mu, minutes in speech_alone:
-    dst = mu + ".masked.wav"; mask(mu, dst)
-    x, y = read_pcm(mu), read_pcm(dst)
+    dst, rdst = mu + ".masked.wav", mu + ".relayed.wav"
+    mask(mu, dst); runs.append(relay_mask_wav(mu, rdst))
+    x, y, z = read_pcm(mu), read_pcm(dst), read_pcm(rdst)
     changed = sum(1 for i in range(len(x)) if x[i] != y[i]) / 8
+    rchanged = sum(1 for i in range(len(x)) if x[i] != z[i]) / 8
+    differ = sum(1 for i in range(len(y)) if y[i] != z[i]) + abs(len(y) - len(z))
     d = detect(mu)
-    print("| %s | %.1f | %.0f | %.1f | %d / %d / %d |" % (name, minutes, changed, changed / minutes, d["tonegate"], d["spandsp"], d["multimon-ng"]))
+    print("| %s | %.1f | %.0f / %.0f | %.1f / %.1f | %d | %d / %d / %d |" % (name, minutes, changed, rchanged, changed / minutes, rchanged / minutes, differ, d["tonegate"], d["spandsp"], d["multimon-ng"]))
+print("\n" + relay_line(runs))
 # 5. Real captures: tonegate replay (RFC 4733 and in-band) before and after.
 print("\n### Real captures (fixtures/real): tonegate replay, RFC 4733 and in-band\n")
-print("| capture | presses in | presses out | what `tonegate mask` said |")
-print("|---|---|---|---|")
+print("| capture | presses in | presses out mask / relay | what `tonegate mask` said | what the relay did (a call per RTP flow) |")
+print("|---|---|---|---|---|")
+runs = []
 for p in sorted(glob.glob("fixtures/real/*.pcap")):
     dst = os.path.join(work, os.path.basename(p) + ".masked.pcap")
+    rdst = os.path.join(work, os.path.basename(p) + ".relayed.pcap")
     r = subprocess.run([tonegate, "mask", p, dst, "--replacement", replacement], capture_output=True, text=True, check=True)
+    rr = relay.mask_capture(p, rdst); runs.append(rr); relayed_all.append(rr)
     count = lambda f: sum(1 for l in subprocess.run([tonegate, "replay", f, "--format", "json"], capture_output=True, text=True).stdout.splitlines() if '"key"' in l)
-    a, b = count(p), count(dst)
-    failures += b
-    print("| %s | %d | %d | %s |" % (os.path.basename(p), a, b, r.stderr.strip().split(": ", 1)[-1]))
-print("\n%.0f s; %s" % (time.time() - t0, "every masked output: no digit for any detector" if failures == 0 else "%d digits recovered from masked outputs" % failures))
-sys.exit(1 if failures else 0)
+    a, b, c = count(p), count(dst), count(rdst)
+    add((b, c + rr.events_forwarded))
+    print("| %s | %d | %d / %d | %s | %s |" % (os.path.basename(p), a, b, c, r.stderr.strip().split(": ", 1)[-1], rr.describe()))
+print("\n" + relay_line(runs))
+# 6. The relay's added latency: every run above (lockstep), one input at real-time pacing, and
+# what our own sockets add with no gateway between.
+print("\n### Relay latency (send to receive at the relay_to socket, per packet)\n")
+print("Load average before: %.2f %.2f %.2f (1, 5, 15 min)\n" % os.getloadavg())
+name, src, _ = sp[0]
+paced_dst = os.path.join(work, "paced.wav")
+paced = relay.mask(src, paced_dst, pace=0.02, limit=500)
+same = relay_mask.read_wav(paced_dst)[1] == relay_mask.read_wav(src + ".relayed.wav")[1][:500 * 160]
+print("| pacing | packets forwarded | min/median/p99/max |")
+print("|---|---|---|")
+lat = [x for r in relayed_all for x in r.latencies]
+print("| lockstep (each packet sent when the one before came back), every input above | %d/%d | %s |" % (len(lat), sum(r.audio_sent for r in relayed_all), relay_mask.latency_line(lat, True)))
+print("| 20 ms (real time), the first 10 s of %s; output %s the lockstep run's | %d/%d | %s |" % (name, "identical to" if same else "**differs** from", len(paced.latencies), paced.audio_sent, relay_mask.latency_line(paced.latencies, True)))
+print("| no gateway: our socket to our socket on 127.0.0.1 (included in every figure above) | 2000 | %s |" % relay_mask.latency_line(relay.baseline(), True))
+lost = sum(r.lost for r in relayed_all) + paced.lost
+odd = sum(r.header_changes + r.unmatched for r in relayed_all) + paced.header_changes + paced.unmatched + (not same)
+stopped = relay.stop()
+problems = []
+if failures[0] or failures[1]:
+    problems.append("digits recovered from masked outputs: %d from `tonegate mask`'s, %d from the relay's" % tuple(failures))
+if lost or odd:
+    problems.append("relay: %d packets lost, %d headers changed, datagrams unmatched or paced output different" % (lost, odd))
+if stopped != 0:
+    problems.append("tonegate serve exited with %s on SIGTERM" % stopped)
+print("\n%.0f s; %s" % (time.time() - t0, "; ".join(problems) if problems else "every masked output: no digit for any detector"))
+sys.exit(1 if problems else 0)
 PY
