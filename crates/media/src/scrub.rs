@@ -16,17 +16,26 @@
 //! tone set aside, up to twice the pair, as the detector does):
 //!
 //! - **weak** at 0.35 (a tone's ragged edge: a window a third filled with tone);
-//! - **strong** at 0.7, each of the two standing 3 dB above the other bins of its group, each
+//! - **strong** at 0.8, each of the two standing 3 dB above the other bins of its group, each
 //!   tone within 4 % of its DTMF frequency (the phase turn between the window's halves) and
 //!   steady (the halves within 6 dB).
 //!
-//! A run of overlapping windows that are at least weak is replaced when it holds a strong
-//! window, continues a replaced run of the packet before in media time (a tone's tail), or ends
-//! the packet with a rise of 9 dB over the 40 samples before its last window (a tone's onset,
-//! which the next packet would see too late). The only absolute test is a floor far below
-//! anything a detector decodes after amplification ([`ScrubRule::floor_dbm0`], -80 dBm0 per
-//! tone: under one step of G.711). Detectors need 0.85 purity (tonegate) over 40 ms; speech
-//! rarely holds 0.7 in two bins for 10 ms (83 ms a minute of the Debian prompts replaced).
+//! A tone under speech rarely makes a 10 ms window strong, yet a detector integrating over
+//! 40 ms (multimon-ng: a 0.4 share, each tone 10 dB above its group) decodes it. So the
+//! windows' halves, 5 ms segments on a grid that runs on across packets in media time, are also
+//! summed coherently into a **medium** window (20 ms, share 0.5, each tone 8 dB above its
+//! group) and a **long** one (40 ms, share 0.33, 10 dB) ending at each window's end, both with
+//! the tones within 2 % of their frequencies. When one holds a pair, the windows of the packet
+//! inside it that hold the same pair (at least weak) count as strong.
+//!
+//! A run of overlapping windows that are at least weak and hold the same pair is replaced when
+//! it holds a strong window, continues a replaced run of the packet before in media time (a
+//! tone's tail), or ends the packet with a rise of 20 dB over the 40 samples before its last
+//! window (a tone's onset out of silence, which the next packet would see too late). The only
+//! absolute test is a floor far below anything a detector decodes after amplification
+//! ([`ScrubRule::floor_dbm0`], -80 dBm0 per tone: under one step of G.711). Detectors need 0.85
+//! purity (tonegate) over 40 ms; speech rarely holds these shapes (51 ms a minute of the Debian
+//! prompts replaced, 73 ms in the Spanish voice: docs/masking.md).
 //!
 //! **Hang-over follows media time.** [`ToneScrubber::scrub_at`] takes the packet's RTP
 //! timestamp. A packet whose last window was toned marks its end; the packet that starts there
@@ -35,15 +44,19 @@
 //! back into the previous packet already covers a tone's tail.
 //!
 //! What can still get through: the first samples of a tone whose onset lies in the last
-//! `min_share * 80` samples of a packet (at most 3.5 ms at the default), since those samples
-//! left before the tone could be told from what preceded it. No detector decodes that (they
-//! need 23-40 ms). Sans-IO.
+//! `min_share * 80` samples of a packet (at most 3.5 ms over silence), since those samples left
+//! before the tone could be told from what preceded it; and under loud speech, up to one packet
+//! (20 ms) of a tone the medium window needs to see whole. A detector decodes neither: a 40 ms
+//! detector sees the fragment diluted by the replaced samples after it (multimon-ng would need
+//! 16 ms of clean tone, or 27 ms at a 0.6 share). Sans-IO.
 
 use crate::audio::AudioCodec;
 use crate::g711::{Law, FULL_SCALE_SINE_DBM0};
 use std::f32::consts::PI;
 
-use crate::goertzel::{Bank, Kernel, BLOCK, FREQUENCIES, HALF, SAMPLE_RATE};
+use crate::goertzel::{
+    Bank, BlockSpectrum, Complex, Kernel, BLOCK, FREQUENCIES, HALF, SAMPLE_RATE,
+};
 use crate::inband::{bank, energy_of};
 
 /// Samples replaced at the start (end) of the packet after (before) one that was toned at its
@@ -54,11 +67,21 @@ pub const NEUTRAL_TONE_HZ: f32 = 1000.0;
 /// Its level, dBm0.
 pub const NEUTRAL_TONE_DBM0: f32 = -20.0;
 /// How much more power the last half of a packet's last window must hold than the 40 samples
-/// before the window for
-/// a weak run there to count as a tone's onset (8, 9 dB).
-const ONSET_RISE: f32 = 8.0;
+/// before the window for a weak run there to count as a tone's onset (100, 20 dB: a tone out of
+/// silence or background noise, not a syllable out of speech).
+const ONSET_RISE: f32 = 100.0;
 /// Recent packets remembered for hang-over when packets arrive out of order.
 const RECENT: usize = 8;
+/// Segments of [`HALF`] samples in a long window (40 ms); a medium window is half as many.
+const LONG_SEGMENTS: usize = 8;
+
+/// One [`HALF`]-sample segment of the window grid: its eight bins (referred to its first
+/// sample) and its energy.
+#[derive(Clone, Copy, Debug, Default)]
+struct Segment {
+    bins: [Complex; 8],
+    energy: f32,
+}
 
 /// What the samples of a tone are replaced with.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -88,11 +111,27 @@ pub struct ScrubRule {
     pub relative_peak_db: f32,
     /// Absolute floor per tone, dBm0 (default -80).
     pub floor_dbm0: f32,
-    /// Share a *strong* window's two tones must hold (default 0.6).
+    /// Share a *strong* window's two tones must hold (default 0.8).
     pub strong_share: f32,
     /// Largest frequency error of either tone in a strong window, from the phase turn between
     /// its halves, as a fraction (default 0.04).
     pub max_offset: f32,
+    /// Share the two tones must hold over a *long* window (40 ms: the eight 5 ms segments
+    /// ending at a window's end, summed coherently, so its bins are as narrow as those of a
+    /// detector integrating over 40 ms) for the windows of the packet inside it holding the
+    /// same pair to count as strong (default 0.33).
+    pub long_share: f32,
+    /// How far every other bin of a group must be below its strongest in a long window, dB
+    /// (default 10).
+    pub long_peak_db: f32,
+    /// Share over a *medium* window (20 ms, the last four segments): it sees a tone under
+    /// speech sooner than the long one (default 0.5).
+    pub medium_share: f32,
+    /// [`ScrubRule::long_peak_db`] for the medium window (default 8).
+    pub medium_peak_db: f32,
+    /// Largest frequency error of either tone in a medium or long window, from the phase turn
+    /// between its halves, as a fraction (default 0.02).
+    pub long_offset: f32,
 }
 
 impl Default for ScrubRule {
@@ -102,8 +141,13 @@ impl Default for ScrubRule {
             max_twist_db: 14.0,
             relative_peak_db: 3.0,
             floor_dbm0: -80.0,
-            strong_share: 0.7,
+            strong_share: 0.8,
             max_offset: 0.04,
+            long_share: 0.33,
+            long_peak_db: 10.0,
+            medium_share: 0.5,
+            medium_peak_db: 8.0,
+            long_offset: 0.02,
         }
     }
 }
@@ -132,6 +176,10 @@ pub struct ToneScrubber {
     recent: [Recent; RECENT],
     recent_len: usize,
     recent_at: usize,
+    /// The segments before the kept history's, latest last, for long windows (up to
+    /// [`LONG_SEGMENTS`] - 1; empty after a gap or on a packet off the grid).
+    segments: [Segment; LONG_SEGMENTS - 1],
+    segments_len: usize,
     /// Background energy per sample, for [`Replacement::Noise`].
     background: f32,
     noise_state: u32,
@@ -163,6 +211,8 @@ impl ToneScrubber {
             recent: [Recent::default(); RECENT],
             recent_len: 0,
             recent_at: 0,
+            segments: [Segment::default(); LONG_SEGMENTS - 1],
+            segments_len: 0,
             background: 0.0,
             noise_state: 0x2545_f491,
         }
@@ -245,19 +295,63 @@ impl ToneScrubber {
             .filter(|&s| s + BLOCK > head)
             .collect();
         let bank = bank(self.kernel);
+        let floor = energy_of(self.rule.floor_dbm0);
         let mut quietest = f32::INFINITY;
-        let classes: Vec<Class> = starts
-            .iter()
-            .map(|&s| {
-                let block: [f32; BLOCK] = std::array::from_fn(|j| f32::from(buffer[s + j]));
-                let energy = Bank::energy(&block);
-                let class = self.classify(bank, &block, energy);
-                if class == Class::None && s >= head {
-                    quietest = quietest.min(energy / BLOCK as f32);
+        // On the grid (no padding, whole segments), the windows' halves are the segments of
+        // the buffer: with the ones kept from before, they make the long windows.
+        let on_grid = pad == 0 && first == 0;
+        let prior = if on_grid && h == HALF {
+            self.segments_len
+        } else {
+            0
+        };
+        let mut segments: Vec<Segment> = self.segments[..prior].to_vec();
+        let mut classes: Vec<Class> = Vec::with_capacity(starts.len());
+        let mut pairs: Vec<(usize, usize)> = Vec::with_capacity(starts.len());
+        for &s in &starts {
+            let block: [f32; BLOCK] = std::array::from_fn(|j| f32::from(buffer[s + j]));
+            let energy = Bank::energy(&block);
+            // No bin can hold more than BLOCK times the block's energy: quiet blocks stop here.
+            let spectrum =
+                (BLOCK as f32 * energy >= floor).then(|| bank.analyse_with_energy(&block, energy));
+            let (class, pair) = match &spectrum {
+                Some(spectrum) => self.classify(bank, &block, spectrum),
+                None => (Class::None, (0, 0)),
+            };
+            pairs.push(pair);
+            if class == Class::None && s >= head {
+                quietest = quietest.min(energy / BLOCK as f32);
+            }
+            classes.push(class);
+            if on_grid {
+                let half_energy =
+                    |from: usize| block[from..from + HALF].iter().map(|x| x * x).sum::<f32>();
+                let segment = |h: usize| Segment {
+                    bins: spectrum.map_or([Complex::default(); 8], |sp| sp.halves[h]),
+                    energy: half_energy(h * HALF),
+                };
+                segments.push(segment(0));
+                if s == last {
+                    segments.push(segment(1));
                 }
-                class
-            })
-            .collect();
+            }
+        }
+        // Long windows, the segments ending where each window ends: one that holds a key's
+        // shape makes strong the windows of the packet inside it that hold the same pair.
+        if on_grid {
+            for (i, &s) in starts.iter().enumerate() {
+                let end = prior + s / HALF + 2;
+                let Some((pair, length)) = self.long_pair(bank, &segments[..end]) else {
+                    continue;
+                };
+                let from = (s + BLOCK).saturating_sub(length * HALF);
+                for (j, &t) in starts.iter().enumerate().take(i + 1) {
+                    if t >= from && classes[j] != Class::None && pairs[j] == pair {
+                        classes[j] = Class::Strong;
+                    }
+                }
+            }
+        }
         let previous = self.recent().find(|r| r.end == timestamp).copied();
         let later = self.recent().find(|r| r.start == end).copied();
         // Runs of overlapping windows that are at least weak; one is marked when it holds a
@@ -275,7 +369,8 @@ impl ToneScrubber {
                 continue;
             }
             let mut j = i;
-            while j + 1 < classes.len() && classes[j + 1] != Class::None {
+            while j + 1 < classes.len() && classes[j + 1] != Class::None && pairs[j + 1] == pairs[i]
+            {
                 j += 1;
             }
             let continues = i == 0 && starts[0] < head && previous.is_some_and(|r| r.toned_at_end);
@@ -314,6 +409,15 @@ impl ToneScrubber {
             self.history[..keep].copy_from_slice(&buffer[total - keep..]);
             self.history_len = keep;
             self.next = Some(end);
+            // The segments before the one the next packet finds in its history.
+            let before = &segments[..segments.len().saturating_sub(1)];
+            let kept = if on_grid {
+                before.len().min(LONG_SEGMENTS - 1)
+            } else {
+                0
+            };
+            self.segments[..kept].copy_from_slice(&before[before.len() - kept..]);
+            self.segments_len = kept;
         }
         self.remember(Recent {
             start: timestamp,
@@ -348,15 +452,96 @@ impl ToneScrubber {
         self.recent_len = (self.recent_len + 1).min(RECENT);
     }
 
+    /// The pair a long window ending with the last of `segments` holds, or failing that a
+    /// medium one, and that window's length in segments.
+    fn long_pair(&self, bank: &Bank, segments: &[Segment]) -> Option<((usize, usize), usize)> {
+        let rule = &self.rule;
+        let medium = LONG_SEGMENTS / 2;
+        let test = |length: usize, share: f32, peak_db: f32| {
+            let from = segments.len().checked_sub(length)?;
+            self.long_window(bank, &segments[from..], share, peak_db)
+                .map(|pair| (pair, length))
+        };
+        test(LONG_SEGMENTS, rule.long_share, rule.long_peak_db)
+            .or_else(|| test(medium, rule.medium_share, rule.medium_peak_db))
+    }
+
+    /// The long-window test of [`ScrubRule`] over consecutive `segments`.
+    fn long_window(
+        &self,
+        bank: &Bank,
+        segments: &[Segment],
+        min_share: f32,
+        peak_db: f32,
+    ) -> Option<(usize, usize)> {
+        let rule = &self.rule;
+        let len = (segments.len() * HALF) as f32;
+        let energy: f32 = segments.iter().map(|s| s.energy).sum();
+        if energy <= 0.0 {
+            return None;
+        }
+        // Each half of the window (two segments), and the whole, per bin.
+        let mid = segments.len() / 2;
+        let sum = |segs: &[Segment], k: usize| {
+            let mut x = Complex::default();
+            let mut turn = Complex::new(1.0, 0.0);
+            for seg in segs {
+                x = x + turn * seg.bins[k];
+                turn = turn * bank.shift(k);
+            }
+            x
+        };
+        let halves: [[Complex; 8]; 2] = [
+            std::array::from_fn(|k| sum(&segments[..mid], k)),
+            std::array::from_fn(|k| sum(&segments[mid..], k)),
+        ];
+        let span = (mid * HALF) as f32;
+        let bins: [f32; 8] = std::array::from_fn(|k| {
+            let shift = Complex::from_angle(-2.0 * PI * FREQUENCIES[k] * span / SAMPLE_RATE);
+            (halves[0][k] + shift * halves[1][k]).norm_sqr()
+        });
+        let strongest = |from: usize| {
+            (from..from + 4)
+                .max_by(|&a, &b| bins[a].total_cmp(&bins[b]))
+                .expect("four bins")
+        };
+        let (l, h) = (strongest(0), strongest(4));
+        let floor = energy_of(rule.floor_dbm0) * (len / BLOCK as f32).powi(2);
+        let twist = 10f32.powf(rule.max_twist_db / 10.0);
+        let share = 2.0 / len * (bins[l] + bins[h]) / energy;
+        if bins[l] < floor
+            || bins[h] < floor
+            || bins[h] > bins[l] * twist
+            || bins[l] > bins[h] * twist
+            || share < min_share
+        {
+            return None;
+        }
+        let ratio = 10f32.powf(peak_db / 10.0);
+        let stands_out = |peak: usize, from: usize| {
+            (from..from + 4).all(|k| k == peak || bins[k] * ratio <= bins[peak])
+        };
+        let on_frequency = |k: usize| {
+            let (a, b) = (halves[0][k], halves[1][k]);
+            let turn = b.mul_conj(a).arg() - 2.0 * PI * FREQUENCIES[k] * span / SAMPLE_RATE;
+            let turn = (turn + PI).rem_euclid(2.0 * PI) - PI;
+            let offset = turn * SAMPLE_RATE / (2.0 * PI * span);
+            offset.abs() <= rule.long_offset * FREQUENCIES[k]
+        };
+        (stands_out(l, 0) && stands_out(h, 4) && on_frequency(l) && on_frequency(h))
+            .then_some((l, h))
+    }
+
     /// The window tests of [`ScrubRule`].
-    fn classify(&self, bank: &Bank, block: &[f32; BLOCK], energy: f32) -> Class {
+    fn classify(
+        &self,
+        bank: &Bank,
+        block: &[f32; BLOCK],
+        spectrum: &BlockSpectrum,
+    ) -> (Class, (usize, usize)) {
         let rule = &self.rule;
         let floor = energy_of(rule.floor_dbm0);
-        // No bin can hold more than BLOCK times the block's energy: quiet blocks stop here.
-        if BLOCK as f32 * energy < floor {
-            return Class::None;
-        }
-        let spectrum = bank.analyse_with_energy(block, energy);
+        let energy = spectrum.energy;
         let bins: [f32; 8] = std::array::from_fn(|k| {
             bank.window(k, spectrum.halves[0][k], spectrum.halves[1][k])
                 .norm_sqr()
@@ -379,7 +564,7 @@ impl ToneScrubber {
             || low > high * twist
             || share < rule.min_share
         {
-            return Class::None;
+            return (Class::None, (l, h));
         }
         let ratio = 10f32.powf(rule.relative_peak_db / 10.0);
         let stands_out = |peak: usize, from: usize| {
@@ -401,9 +586,9 @@ impl ToneScrubber {
             && on_frequency(l)
             && on_frequency(h)
         {
-            Class::Strong
+            (Class::Strong, (l, h))
         } else {
-            Class::Weak
+            (Class::Weak, (l, h))
         }
     }
 
@@ -558,6 +743,53 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A key's tones at -20 dBm0 each under white noise holding 40 % of the power (speech-like
+    /// interference: no 10 ms window reaches the strong share), at eight onsets in a packet:
+    /// the tone samples forwarded unchanged under `rule`, the most of any onset.
+    fn leaked_under_noise(rule: ScrubRule) -> usize {
+        let a = amplitude(-20.0);
+        // Pair power a² against noise power 2a²/3 (uniform noise: variance w²/3).
+        let w = (2.0f32).sqrt() * a;
+        let mut state = 7u32;
+        let mut worst = 0;
+        for at in (1600..1760).step_by(20) {
+            let end = at + 560;
+            let input: Vec<u8> = (0..3200)
+                .map(|i| {
+                    state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    let u = (state >> 8) as f32 / (1u32 << 24) as f32;
+                    let t = i as f32 / 8000.0;
+                    let tone = if (at..end).contains(&i) {
+                        a * ((2.0 * PI * 852.0 * t).sin() + (2.0 * PI * 1477.0 * t + 1.0).sin())
+                    } else {
+                        0.0
+                    };
+                    Law::Mu.encode((tone + w * (2.0 * u - 1.0)) as i16)
+                })
+                .collect();
+            let mut s = ToneScrubber::new().with_rule(rule);
+            let mut output = input.clone();
+            for (i, p) in output.chunks_mut(160).enumerate() {
+                s.scrub_at(AudioCodec::Pcmu, i as u32 * 160, p);
+            }
+            worst = worst.max((at..end).filter(|&i| output[i] == input[i]).count());
+        }
+        worst
+    }
+
+    #[test]
+    fn a_key_under_speech_like_noise_is_caught_within_a_packet() {
+        let leaked = leaked_under_noise(ScrubRule::default());
+        assert!(leaked <= 160, "{leaked} samples of tone forwarded");
+        // The 10 ms windows alone let it all through: the medium and long windows catch it.
+        let short_only = ScrubRule {
+            medium_share: 2.0,
+            long_share: 2.0,
+            ..ScrubRule::default()
+        };
+        assert!(leaked_under_noise(short_only) > 400);
     }
 
     #[test]
