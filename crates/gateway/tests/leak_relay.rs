@@ -54,16 +54,15 @@ async fn a_relayed_payment_through_an_http_processor_leaves_no_card_data_anywher
     let (processor_addr, charged) = processor().await;
     let dir = std::env::temp_dir().join(format!("tonegate-leak-relay-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let processor_config: tonegate_pci::processor::config::ProcessorConfig =
-        serde_json::from_value(json!({
-            "type": "http",
-            "url": format!("http://{processor_addr}/charge"),
-            "timeout_ms": 5000,
-            "charge_template": CHARGE_TEMPLATE,
-            "response": {"success_path": "/result/status", "success_values": ["approved"],
-                         "transaction_id_path": "/result/id"},
-        }))
-        .unwrap();
+    let processor_config: tonegate_pci::ProcessorConfig = serde_json::from_value(json!({
+        "type": "http",
+        "url": format!("http://{processor_addr}/charge"),
+        "timeout_ms": 5000,
+        "charge_template": CHARGE_TEMPLATE,
+        "response": {"success_path": "/result/status", "success_values": ["approved"],
+                     "transaction_id_path": "/result/id"},
+    }))
+    .unwrap();
     let config = ServeConfig {
         shutdown_deadline_seconds: 0.5,
         processor: processor_config,

@@ -23,7 +23,7 @@
 //!
 //! ## Cargo feature `connectors` (default)
 //!
-//! The network connectors, `processor::http` and `processor::stripe`, and the dependencies only
+//! The network connectors, `HttpProcessor` and `StripeProcessor`, and the dependencies only
 //! they need: tokio (their runtime, also the sandbox's simulated timeout), reqwest (with hyper
 //! and rustls), minijinja, hmac, sha2, base64, bytes and form_urlencoded. Without the feature
 //! the crate is the collector, the sealed card, [`pay`] and the in-process sandbox (whose
@@ -65,7 +65,7 @@ mod collector;
 mod expiry;
 mod luhn;
 mod outcome;
-pub mod processor;
+mod processor;
 mod secret;
 
 pub use brand::{Brand, UnknownBrand};
