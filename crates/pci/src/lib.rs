@@ -18,8 +18,10 @@
 //! `handle_key`, `handle_timeout`/`poll_timeout` on media time, `poll_event`, `pause`,
 //! `resume`, `different_card`, `cancel`, `take_card`), the masked types it reports
 //! ([`CollectEvent`], [`MaskedCard`], [`Field`], [`CollectionError`], [`FailedReason`]),
-//! the opaque [`SealedCard`], and [`pay`] with the [`Processor`] connectors. `docs/pci-boundary.md`
-//! is the auditor's guide.
+//! the opaque [`SealedCard`], and [`pay`] with the [`Processor`] connectors; and
+//! [`redact_digit_runs`], the zone's rule for digits in text that should hold none (the
+//! gateway's panic reports), which reads no card. `docs/pci-boundary.md` is the auditor's
+//! guide.
 //!
 //! ## Cargo feature `connectors` (default)
 //!
@@ -75,7 +77,7 @@ pub use collector::{
     StarKey,
 };
 pub use expiry::YearMonth;
-pub use outcome::{FailedReason, PaymentOutcome};
+pub use outcome::{redact_digit_runs, FailedReason, PaymentOutcome};
 pub use processor::sandbox::Sandbox;
 #[cfg(feature = "connectors")]
 pub use processor::{
