@@ -10,7 +10,7 @@ use serde_json::json;
 use tonegate_call::{Call, CallConfig, CallError, CallInput, CallOutput, MediaMode};
 use tonegate_control::config::{Format, Function};
 use tonegate_control::session::{AgentAction, AgentEvent, ConnectionKind, Invocation, State};
-use tonegate_pci::processor::sandbox::Sandbox;
+use tonegate_pci::Sandbox;
 use tonegate_pci::{pay, YearMonth};
 use tonegate_testkit::phone::press_event;
 

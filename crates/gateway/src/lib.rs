@@ -6,6 +6,7 @@
 pub mod connection;
 pub mod metrics;
 pub mod outbox;
+pub mod panic_hook;
 pub mod sdp;
 pub mod serve;
 

@@ -65,6 +65,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // First, for every command: a panic's message can format card data, and the default hook
+    // prints it (docs/pci-boundary.md, "Panics").
+    tonegate::panic_hook::install();
     let cli = Cli::parse();
     if let Err(e) = tonegate::inband_config_from_env() {
         eprintln!("tonegate: {e:#}");

@@ -18,12 +18,14 @@
 //! `handle_key`, `handle_timeout`/`poll_timeout` on media time, `poll_event`, `pause`,
 //! `resume`, `different_card`, `cancel`, `take_card`), the masked types it reports
 //! ([`CollectEvent`], [`MaskedCard`], [`Field`], [`CollectionError`], [`FailedReason`]),
-//! the opaque [`SealedCard`], and [`pay`] with the [`Processor`] connectors. `docs/pci-boundary.md`
-//! is the auditor's guide.
+//! the opaque [`SealedCard`], and [`pay`] with the [`Processor`] connectors; and
+//! [`redact_digit_runs`], the zone's rule for digits in text that should hold none (the
+//! gateway's panic reports), which reads no card. `docs/pci-boundary.md` is the auditor's
+//! guide.
 //!
 //! ## Cargo feature `connectors` (default)
 //!
-//! The network connectors, `processor::http` and `processor::stripe`, and the dependencies only
+//! The network connectors, `HttpProcessor` and `StripeProcessor`, and the dependencies only
 //! they need: tokio (their runtime, also the sandbox's simulated timeout), reqwest (with hyper
 //! and rustls), minijinja, hmac, sha2, base64, bytes and form_urlencoded. Without the feature
 //! the crate is the collector, the sealed card, [`pay`] and the in-process sandbox (whose
@@ -65,7 +67,7 @@ mod collector;
 mod expiry;
 mod luhn;
 mod outcome;
-pub mod processor;
+mod processor;
 mod secret;
 
 pub use brand::{Brand, UnknownBrand};
@@ -75,7 +77,7 @@ pub use collector::{
     StarKey,
 };
 pub use expiry::YearMonth;
-pub use outcome::{FailedReason, PaymentOutcome};
+pub use outcome::{redact_digit_runs, FailedReason, PaymentOutcome};
 pub use processor::sandbox::Sandbox;
 #[cfg(feature = "connectors")]
 pub use processor::{

@@ -92,7 +92,13 @@ const MIN_REDACTED_DIGITS: usize = 6;
 /// dots, underscores, slashes, tabs, newlines), which could be card data a processor echoed,
 /// become `[redacted]`; control characters become spaces; the text is cut to 200 characters.
 pub(crate) fn sanitize(message: &str) -> String {
-    clean(message, false)
+    clean(
+        message,
+        Redact::Runs {
+            min_digits: MIN_REDACTED_DIGITS,
+        },
+        200,
+    )
 }
 
 /// Makes a processor's id (transaction, token) safe to pass on: a digit run standing alone that
@@ -102,11 +108,50 @@ pub(crate) fn sanitize(message: &str) -> String {
 /// such as `40000000001`). `pay` removes the card's own number from ids first, glued
 /// to letters or not.
 pub(crate) fn sanitize_id(id: &str) -> String {
-    clean(id, true)
+    clean(id, Redact::CardNumbersStandingAlone, 200)
 }
 
-fn clean(text: &str, keep_runs_touching_letters: bool) -> String {
-    let mut out = String::with_capacity(text.len().min(200));
+/// The shortest digit run [`redact_digit_runs`] removes: a security code has three digits.
+const MIN_FREE_TEXT_DIGITS: usize = 3;
+
+/// How long a text [`redact_digit_runs`] returns may be, in characters.
+const MAX_FREE_TEXT_CHARS: usize = 1000;
+
+/// Makes text that was never meant to hold card data, but could (a panic message, which may
+/// format any value), safe to print outside the zone, without knowing the card: every run of
+/// three or more ASCII digits, however separated (up to three non-alphanumeric characters
+/// between two digits, as for processor messages), becomes `[redacted]`, so a card number, a
+/// security code, an expiry (`07/31`), a postal code and bank numbers all go, glued to letters
+/// or not; one- and two-digit numbers stay (`index 3`, `len 12`). Control characters become
+/// spaces and the text is cut to 1000 characters.
+///
+/// ```
+/// assert_eq!(
+///     tonegate_pci::redact_digit_runs("card 4242 4242 4242 4242 cvc 739 failed at step 2"),
+///     "card [redacted] cvc [redacted] failed at step 2"
+/// );
+/// ```
+pub fn redact_digit_runs(text: &str) -> String {
+    clean(
+        text,
+        Redact::Runs {
+            min_digits: MIN_FREE_TEXT_DIGITS,
+        },
+        MAX_FREE_TEXT_CHARS,
+    )
+}
+
+/// Which digit runs [`clean`] redacts.
+#[derive(Clone, Copy)]
+enum Redact {
+    /// Every run of at least `min_digits` digits.
+    Runs { min_digits: usize },
+    /// Only runs that do not touch a letter and could be a card number (ids).
+    CardNumbersStandingAlone,
+}
+
+fn clean(text: &str, redact: Redact, max_chars: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max_chars));
     let mut rest = text;
     let mut previous: Option<char> = None;
     while let Some(c) = rest.chars().next() {
@@ -121,14 +166,13 @@ fn clean(text: &str, keep_runs_touching_letters: bool) -> String {
         let next = rest[len..].chars().next();
         let touches_letter =
             previous.is_some_and(char::is_alphabetic) || next.is_some_and(char::is_alphabetic);
-        let redact = if keep_runs_touching_letters {
+        let redacted = match redact {
+            Redact::Runs { min_digits } => digits >= min_digits,
             // An id: only a run standing alone that could be a card number (12-19 digits
             // passing Luhn); numeric ids (Authorize.net's `transId`, order numbers) survive.
-            !touches_letter && could_be_a_card_number(run)
-        } else {
-            digits >= MIN_REDACTED_DIGITS
+            Redact::CardNumbersStandingAlone => !touches_letter && could_be_a_card_number(run),
         };
-        if redact {
+        if redacted {
             out.push_str("[redacted]");
         } else {
             out.extend(run.chars().map(|c| if c.is_control() { ' ' } else { c }));
@@ -136,7 +180,11 @@ fn clean(text: &str, keep_runs_touching_letters: bool) -> String {
         previous = run.chars().last();
         rest = &rest[len..];
     }
-    out.chars().take(200).collect::<String>().trim().to_owned()
+    out.chars()
+        .take(max_chars)
+        .collect::<String>()
+        .trim()
+        .to_owned()
 }
 
 /// Whether the digits of `run` could be a payment card number: 12 to 19 of them, passing Luhn.
@@ -204,6 +252,28 @@ mod tests {
         assert_eq!(sanitize("ref 4242a4242"), "ref 4242a4242");
         // Messages redact runs glued to letters too.
         assert_eq!(sanitize("pan4242424242424242"), "pan[redacted]");
+    }
+
+    #[test]
+    fn free_text_loses_every_run_of_three_digits_or_more() {
+        assert_eq!(
+            redact_digit_runs("charging 4242424242424242 cvv 739 exp 07/31 zip 94107"),
+            "charging [redacted] cvv [redacted] exp [redacted] zip [redacted]"
+        );
+        assert_eq!(
+            redact_digit_runs("acct000123456789/rt110000000"),
+            "acct[redacted]/rt[redacted]"
+        );
+        assert_eq!(
+            redact_digit_runs("assertion failed\n  left: 4242-4242\n right: 12"),
+            "assertion failed   left: [redacted]  right: 12"
+        );
+        assert_eq!(
+            redact_digit_runs("index out of bounds: the len is 12 but the index is 7"),
+            "index out of bounds: the len is 12 but the index is 7"
+        );
+        assert_eq!(redact_digit_runs(&"7 ".repeat(2000)), "[redacted]");
+        assert_eq!(redact_digit_runs(&"x".repeat(5000)).len(), 1000);
     }
 
     #[test]

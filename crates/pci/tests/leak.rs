@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use support::at;
 use tonegate_media::Key;
-use tonegate_pci::processor::sandbox::Sandbox;
+use tonegate_pci::Sandbox;
 use tonegate_pci::{pay, Collector, CollectorConfig, PaymentRequest, YearMonth};
 use tonegate_testkit::logs::LogCapture;
 

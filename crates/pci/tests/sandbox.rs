@@ -6,7 +6,7 @@ mod support;
 use std::time::{Duration, Instant, SystemTime};
 
 use support::{bank, card, request};
-use tonegate_pci::processor::sandbox::Sandbox;
+use tonegate_pci::Sandbox;
 use tonegate_pci::{pay, Brand, FailedReason, PaymentOutcome, TokenType};
 
 #[tokio::test]

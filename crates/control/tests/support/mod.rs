@@ -14,7 +14,7 @@ use tonegate_control::session::{
     AgentAction, AgentEvent, CollectorCommand, Input, Invocation, Output, Session, StartFailure,
 };
 use tonegate_media::{ClockRate, Key, MediaTime};
-use tonegate_pci::processor::sandbox::Sandbox;
+use tonegate_pci::Sandbox;
 use tonegate_pci::{pay, Collector, YearMonth};
 
 pub fn at(ms: u64) -> MediaTime {

@@ -359,6 +359,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Why a database task ended without a result. Not the panic's message, which tokio's
+/// `JoinError` would quote and which can format anything: the panic hook has reported it,
+/// redacted (`crate::panic_hook`).
+fn task_end(e: &tokio::task::JoinError) -> String {
+    if e.is_panic() {
+        "it panicked (see the panic report in the log)".to_owned()
+    } else {
+        "it was cancelled (the runtime is shutting down)".to_owned()
+    }
+}
+
 impl Outbox {
     /// Opens the outbox at `path` (creating the file and its directory), ready to enqueue
     /// and deliver. Safe after a crash: SQLite recovers the last committed state.
@@ -406,7 +417,7 @@ impl Outbox {
         let store = Arc::clone(&self.store);
         tokio::task::spawn_blocking(move || f(&lock(&store)))
             .await
-            .map_err(|e| OutboxError::Task(e.to_string()))?
+            .map_err(|e| OutboxError::Task(task_end(&e)))?
     }
 
     /// Stores a session outcome for delivery: durable (committed and synced) when this

@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use tonegate_pci::processor::config::ProcessorConfig;
+use tonegate_pci::ProcessorConfig;
 
 /// The gateway's settings. Every field has a default; `docs/serve.md` lists them with their
 /// environment variables.

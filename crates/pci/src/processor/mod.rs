@@ -20,12 +20,12 @@
 //!
 //! `docs/processors.md` describes each one's configuration, requests and answer mapping.
 
-pub mod config;
+pub(crate) mod config;
 #[cfg(feature = "connectors")]
-pub mod http;
-pub mod sandbox;
+pub(crate) mod http;
+pub(crate) mod sandbox;
 #[cfg(feature = "connectors")]
-pub mod stripe;
+pub(crate) mod stripe;
 
 pub use config::{
     HmacAuth, HttpAuth, HttpConfig, HttpMethod, ProcessorConfig, ProcessorConfigError,
