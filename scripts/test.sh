@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Every test tonegate has, from a fresh machine: installs what the tests need when it is
-# missing (Debian's tshark, libspandsp-dev and the Asterisk speech and music WAVs; scapy from
+# missing (Debian's tshark, libspandsp-dev, multimon-ng, sox and the Asterisk speech and music WAVs; scapy from
 # PyPI), builds the spandsp harness, then formatting, lints, the Rust tests (with the Q.24
 # conformance table beside spandsp and a three-minute talk-off run), the independent tshark
-# check of every fixture, and a check that the fixture generators still produce the committed
-# fixtures byte for byte. CI runs exactly this (.ci/run).
+# check of every fixture, a check that the fixture generators still produce the committed
+# fixtures byte for byte, and the masking report (three detectors on masked output, through
+# `tonegate mask` and a live relay call). CI runs exactly this (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,10 +19,14 @@ if ! command -v tshark >/dev/null 2>&1; then
     -o DPkg::Lock::Timeout=600 tshark >/dev/null
 fi
 apt_need=()
-dpkg -s asterisk-core-sounds-en-wav >/dev/null 2>&1 || apt_need+=(asterisk-core-sounds-en-wav)
+for voice in en es fr; do
+  dpkg -s asterisk-core-sounds-$voice-wav >/dev/null 2>&1 || apt_need+=(asterisk-core-sounds-$voice-wav)
+done
+command -v multimon-ng >/dev/null 2>&1 || apt_need+=(multimon-ng)
+command -v sox >/dev/null 2>&1 || apt_need+=(sox)
 dpkg -s asterisk-moh-opsound-wav >/dev/null 2>&1 || apt_need+=(asterisk-moh-opsound-wav)
 if ((${#apt_need[@]})); then
-  echo "== installing ${apt_need[*]} (Debian) for the in-band talk-off check"
+  echo "== installing ${apt_need[*]} (Debian) for the talk-off and masking checks"
   as_root apt-get -o DPkg::Lock::Timeout=600 update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     -o DPkg::Lock::Timeout=600 "${apt_need[@]}" >/dev/null
@@ -73,4 +78,8 @@ diff -r fixtures/inband "$regen/inband"
 
 echo "== in-band: the Q.24 table, tonegate beside spandsp"
 cargo run --locked -q -p tonegate -- conformance --require-spandsp
+echo "== masking: the report (docs/masking.md); no detector recovers a digit, collateral in target"
+bash scripts/masking-report.sh
+echo "== masking: collateral on all 82 minutes of the Debian prompts, per voice"
+cargo test --release --locked -q -p tonegate-media --test scrub_speech -- --ignored --nocapture
 echo "== all tests passed"
