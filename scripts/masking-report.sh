@@ -271,6 +271,48 @@ for name, mu, minutes in speech_alone:
     if max(changed, rchanged) / minutes >= 100:
         collateral_over.append("%s: %.1f ms of speech muted a minute (target: under 100)" % (name, max(changed, rchanged) / minutes))
 print("\n" + relay_line(runs))
+# 4b. Packets reordered within the jitter window: a capture of the input whose packets arrive
+# out of order (each packet moved up to two places), masked by `tonegate mask`, its audio put
+# back in timestamp order for the detectors. Hang-over follows media time, not arrival.
+print("\n### Packets reordered (each moved up to two places), masked from a capture (mu-law)\n")
+print("| input | tones | packets out of order | " + " | ".join("%s in / out" % d for d in DETS) + " | leaked ms per tone (min/median/max) |")
+print("|---|---|---|" + "---|" * len(DETS) + "---|")
+reorder_rng = random.Random(7)
+reordered_out = 0
+for name, src, spans in [c for c in lv if c[0] in ("-10 dBm0", "-30 dBm0", "-50 dBm0", "-70 dBm0")] + sp[::6]:
+    tag, data = relay_mask.read_wav(src)
+    chunks = [data[i:i + 160] for i in range(0, len(data), 160)]
+    order = list(range(len(chunks)))
+    for i in range(0, len(order) - 2):
+        if reorder_rng.random() < 0.3:
+            j = i + reorder_rng.choice((1, 2))
+            order[i], order[j] = order[j], order[i]
+    moved = sum(1 for i, o in enumerate(order) if i != o)
+    records = []
+    for k, n in enumerate(order):
+        pkt = relay_mask.rtp(0, 1000 + n, 160 * n, 0x5EED, chunks[n], marker=n == 0)
+        records.append((k // 50, (k % 50) * 20_000_000, relay_mask.ipv4_udp(("127.0.0.1", 40000), ("127.0.0.1", 40002), pkt)))
+    cap, out_cap = src + ".reordered.pcap", src + ".reordered.masked.pcap"
+    relay_mask.write_pcap(cap, records)
+    r = subprocess.run([tonegate, "mask", cap, out_cap, "--replacement", replacement], capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit("tonegate mask %s: %s" % (cap, r.stderr))
+    link, frames = relay_mask.read_pcap(out_cap)
+    got = {}
+    for _, _, frame in frames:
+        u = relay_mask.udp_of(link, frame)
+        h = u and relay_mask.rtp_header(u[2])
+        if h and h[0] == 0:
+            got[h[3] // 160] = u[2][h[5]:]
+    body = b"".join(got.get(n, b"\xff" * len(c)) for n, c in enumerate(chunks))
+    dst = src + ".reordered.masked.wav"
+    relay_mask.write_wav(dst, tag, body)
+    a, b = detect(src), detect(dst)
+    reordered_out += sum(b.values())
+    x, y = read_pcm(src), read_pcm(dst)
+    leak = [sum(1 for i in range(s0, e0) if x[i] == y[i] and x[i] != 0) / 8 for s0, e0 in spans]
+    print("| %s | %d | %d | " % (name, len(spans), moved) + " | ".join("%d / %d" % (a[d], b[d]) for d in DETS) + " | %.1f/%.1f/%.1f |" % (min(leak), statistics.median(leak), max(leak)))
+add((reordered_out, 0))
 # 5. Real captures: tonegate replay (RFC 4733 and in-band) before and after.
 print("\n### Real captures (fixtures/real): tonegate replay, RFC 4733 and in-band\n")
 print("| capture | presses in | presses out mask / relay | what `tonegate mask` said | what the relay did (a call per RTP flow) |")
