@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::contains_token;
+use common::{contains_digits, contains_token};
 use serde_json::json;
 use tonegate::serve::{Gateway, ServeConfig};
 use tonegate_testkit::agent::{wait_for, Agent};
@@ -101,6 +101,14 @@ async fn a_whole_payment_leaves_no_card_data_anywhere() {
         assert!(
             !contains_token(&everything, secret),
             "`{secret}` leaked into logs, events, webhooks, metrics or the database"
+        );
+    }
+    // Card numbers also next to other bytes (a SQLite page stores them unseparated) and
+    // through separators, in the raw database files as well as in the text.
+    for pan in ["4242424242424242", "4242424242424241"] {
+        assert!(
+            !contains_digits(everything.as_bytes(), pan) && !contains_digits(&database, pan),
+            "`{pan}` leaked, glued to other bytes or through separators"
         );
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use axum::routing::post;
 use axum::{Json, Router};
-use common::{contains_token, files_in, presses_heard};
+use common::{contains_digits, contains_token, files_in, presses_heard};
 use serde_json::{json, Value};
 use tonegate::serve::{Gateway, ServeConfig};
 use tonegate_testkit::agent::{wait_for, Agent};
@@ -182,6 +182,14 @@ async fn a_relayed_payment_through_an_http_processor_leaves_no_card_data_anywher
         assert!(
             !contains_token(&everything, secret),
             "`{secret}` leaked into logs, events, webhooks, metrics or the database"
+        );
+    }
+    // Card numbers also next to other bytes (a SQLite page stores them unseparated) and
+    // through separators, in the raw database files as well as in the text.
+    for pan in ["4242424242424242"] {
+        assert!(
+            !contains_digits(everything.as_bytes(), pan) && !contains_digits(&database, pan),
+            "`{pan}` leaked, glued to other bytes or through separators"
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
