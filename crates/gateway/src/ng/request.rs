@@ -85,6 +85,8 @@ pub struct Options {
     /// Codecs to take out of the SDP (`codec: {strip: [...], mask: [...]}`, `codec-strip-X`):
     /// encoding names (`PCMA`, `telephone-event`) or payload type numbers.
     pub strip: Vec<String>,
+    /// `transport-protocol`: `RTP/AVP` or `RTP/AVPF` (SRTP is refused when reading).
+    pub transport: Option<String>,
 }
 
 impl Options {
@@ -230,7 +232,10 @@ impl Parsed {
                         reader.to_tag.clone()
                     },
                     sdp: text("sdp", &reader.sdp, name)?,
-                    options: reader.options.clone(),
+                    options: Options {
+                        transport: reader.transport.clone(),
+                        ..reader.options.clone()
+                    },
                 };
                 if let Some(transport) = &reader.transport {
                     check_transport(transport)?;

@@ -56,6 +56,9 @@ pub struct ServeConfig {
     /// Relay mode: what replaces audio that might hold a key tone: `silence` (default),
     /// `noise` (comfort noise at the caller's background level) or `tone` (a neutral 1 kHz).
     pub mask_replacement: MaskReplacement,
+    /// UDP address of the ng control protocol (`TONEGATE_NG_LISTEN`), the way Kamailio's and
+    /// OpenSIPS's `rtpengine` modules drive a media proxy; default none: off.
+    pub ng_listen: Option<SocketAddr>,
 }
 
 impl Default for ServeConfig {
@@ -80,6 +83,7 @@ impl Default for ServeConfig {
             mask_whole_call: false,
             mask_hold_over_ms: 2000,
             mask_replacement: MaskReplacement::Silence,
+            ng_listen: None,
         }
     }
 }
@@ -207,6 +211,12 @@ impl ServeConfig {
         }
         if let Some(v) = env("TONEGATE_DATA_DIR") {
             config.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = env("TONEGATE_NG_LISTEN") {
+            config.ng_listen = Some(
+                v.parse()
+                    .map_err(|e| anyhow::anyhow!("TONEGATE_NG_LISTEN `{v}`: {e}"))?,
+            );
         }
         Ok(config)
     }

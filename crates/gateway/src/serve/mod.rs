@@ -4,7 +4,9 @@
 //!  telephony side (SBC, PBX)        agent side (LLM agent)              customer's endpoints
 //!  POST /v1/calls (SDP offer) ─┐    GET  /v1/functions                  start (sync, timeout)
 //!  DELETE /v1/calls/{id}      ─┤    POST /v1/calls/{id}/sessions ─┐      success / failure
-//!                              ▼    GET  /v1/sessions/{id}[/events]│        (delivered by
+//!  ng over UDP (Kamailio,     ─┤    GET  /v1/calls/by-sip-call-id/{sip_call_id}
+//!   OpenSIPS: offer, answer,   │
+//!   delete, block DTMF, ...)   ▼    GET  /v1/sessions/{id}[/events]│        (delivered by
 //!                         call task ◄── POST /v1/sessions/{id}/actions      the outbox)
 //!          UDP socket ──► (Call: media -> pci -> control) ──► agent events (SSE), connections,
 //!                                                              tonegate_pci::pay (processor)
@@ -20,8 +22,10 @@
 //! |---|---|
 //! | `config` | [`ServeConfig`]: the file, the environment, the defaults |
 //! | `gateway` | [`Gateway`]: shared state, start, graceful stop ([`Running`]), RTP ports |
-//! | `call_task` | the task of one call: socket, commands, outputs carried out, metrics |
+//! | `call_task` | the task of one call: sockets, commands, outputs carried out, metrics |
+//! | `leg` | one leg of a call: its socket, latching, where tonegate sends to it, its counters |
 //! | `telephony` | `POST /v1/calls`, `DELETE /v1/calls/{id}` |
+//! | `ng` | the ng listener (rtpengine's protocol, for Kamailio and OpenSIPS): anchored calls |
 //! | `agent` | functions, sessions, actions, Server-Sent Events |
 //! | `http` | the router, bearer tokens, health, readiness, metrics |
 //! | `openapi` | [`ApiDoc`], the OpenAPI document |
@@ -35,6 +39,8 @@ mod delivery;
 mod error;
 mod gateway;
 mod http;
+mod leg;
+mod ng;
 mod openapi;
 mod telephony;
 
