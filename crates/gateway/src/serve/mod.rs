@@ -44,7 +44,7 @@ mod ng;
 mod openapi;
 mod telephony;
 
-pub use agent::{ActionRequest, InvokeRequest, SessionCreated};
+pub use agent::{ActionRequest, CallBySipCallId, InvokeRequest, SessionCreated};
 pub use config::{
     resolve_secret_reference, MaskReplacement, PortRange, SecretError, ServeConfig,
     EXAMPLE_FUNCTION,
