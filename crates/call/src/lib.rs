@@ -190,6 +190,13 @@ pub enum CallInput<'a> {
     /// The other leg now receives at this address: forward there from now on (relay and
     /// anchored modes; a fork forwards nothing and ignores it).
     RelayTo(SocketAddr),
+    /// Media was heard on the call's other leg (anchored calls): the call is alive although
+    /// the caller sends nothing (the agent holding, the caller muted), so the no-media hang-up
+    /// counts from now.
+    Activity,
+    /// From now on, a call without media for this long is hung up, counted from now (anchored
+    /// calls: a long wait while the call rings, the media timeout once it is answered).
+    NoMediaTimeout(Duration),
     /// More telephone-event and RFC 2198 red payload types the caller may send, learnt after
     /// the call started (an SDP answer: the offerer sends with the answer's numbers).
     PayloadTypes {
@@ -467,6 +474,11 @@ impl Call {
                 }
             }
             CallInput::PayloadTypes { event, red } => self.add_payload_types(&event, &red),
+            CallInput::Activity => self.last_activity = self.last_activity.max(now),
+            CallInput::NoMediaTimeout(timeout) => {
+                self.config.no_media_timeout = timeout;
+                self.last_activity = self.last_activity.max(now);
+            }
         }
         Ok(())
     }

@@ -206,3 +206,33 @@ fn rtcp_keeps_a_call_from_the_no_media_hang_up() {
     call.handle_input(due, CallInput::Timeout).unwrap();
     assert!(call.is_ended());
 }
+
+#[test]
+fn the_other_leg_s_media_and_a_new_timeout_keep_the_call_up() {
+    let t0 = Instant::now();
+    let mut call = Call::new(
+        CallConfig {
+            mode: MediaMode::Anchored,
+            no_media_timeout: Duration::from_secs(3600),
+            ..CallConfig::default()
+        },
+        t0,
+    );
+    // Ringing for ten minutes: no media, the call waits.
+    let answered = t0 + Duration::from_secs(600);
+    assert!(call.poll_timeout().unwrap() > answered);
+    // Answered: from now, the media timeout.
+    call.handle_input(answered, CallInput::NoMediaTimeout(Duration::from_secs(30)))
+        .unwrap();
+    assert_eq!(
+        call.poll_timeout(),
+        Some(answered + Duration::from_secs(30))
+    );
+    // The agent talks while the caller is silent (on hold): the call is alive.
+    let talking = answered + Duration::from_secs(25);
+    call.handle_input(talking, CallInput::Activity).unwrap();
+    assert_eq!(call.poll_timeout(), Some(talking + Duration::from_secs(30)));
+    let due = call.poll_timeout().unwrap();
+    call.handle_input(due, CallInput::Timeout).unwrap();
+    assert!(call.is_ended(), "then silence on both legs ends it");
+}

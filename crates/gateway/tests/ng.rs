@@ -37,6 +37,10 @@ struct World {
 }
 
 async fn world(name: &str) -> World {
+    world_with(name, |c| c).await
+}
+
+async fn world_with(name: &str, tweak: impl FnOnce(ServeConfig) -> ServeConfig) -> World {
     let start = json!({"amount": 4200, "currency": "USD",
         "processor_parameters": {"is_postal_code_required": true}});
     let (customer, _received) = customer_endpoints(start, 200).await.unwrap();
@@ -47,7 +51,7 @@ async fn world(name: &str) -> World {
         ng_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
         ..ServeConfig::local(&dir, &demo_function(customer), "tel", "agt").unwrap()
     };
-    let running = Gateway::start(config, None).await.unwrap();
+    let running = Gateway::start(tweak(config), None).await.unwrap();
     let agent = Agent::new(running.addr, "tel", "agt");
     let ng = NgClient::new(running.ng_addr.expect("ng is on"))
         .await
@@ -597,5 +601,77 @@ async fn block_dtmf_masks_on_demand_and_delete_hangs_up_the_session() {
         relayed, voice,
         "the callee's voice reached the caller as it was sent"
     );
+    w.stop().await;
+}
+
+/// The Call-IDs `list` gives.
+async fn listed(w: &mut World) -> Vec<String> {
+    let answer =
+        w.ng.request(&Bencode::dict(&[("command", Bencode::text("list"))]))
+            .await
+            .unwrap();
+    ok(&answer)
+        .get("calls")
+        .and_then(Bencode::as_list)
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ringing_call_waits_for_media_and_a_silent_one_ends_without_a_delete() {
+    let mut w = world_with("ring", |c| ServeConfig {
+        no_media_timeout_seconds: 1,
+        ng_offer_timeout_seconds: 4,
+        ..c
+    })
+    .await;
+    let t0 = Instant::now();
+    // Answered, ringing without early media; and one never answered.
+    let call = offer_and_answer(&mut w).await;
+    let lonely = Bencode::dict(&[
+        (
+            "sdp",
+            Bencode::text(&sdp("127.0.0.1:4000".parse().unwrap())),
+        ),
+        ("call-id", Bencode::text("never-answered")),
+        ("from-tag", Bencode::text("f")),
+        ("command", Bencode::text("offer")),
+    ]);
+    ok(&w.ng.request(&lonely).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut both = listed(&mut w).await;
+    both.sort();
+    assert_eq!(
+        both,
+        [SIP_CALL_ID, "never-answered"],
+        "ringing longer than the media timeout"
+    );
+    // Media flows, then stops: the media timeout applies, no delete needed.
+    let mut caller = Caller::on(call.caller.clone(), call.caller_to, PACE);
+    caller.audio(3).await.unwrap();
+    let mut ended = false;
+    for _ in 0..150 {
+        if !listed(&mut w).await.contains(&SIP_CALL_ID.to_owned()) {
+            ended = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ended, "a call silent for the media timeout ends");
+    assert!(t0.elapsed() < Duration::from_secs(4));
+    assert_eq!(listed(&mut w).await, ["never-answered"]);
+    // The offer never answered goes at the offer timeout: no call leaks.
+    let mut gone = false;
+    for _ in 0..200 {
+        if listed(&mut w).await.is_empty() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(gone, "an offer never answered ends at the offer timeout");
+    assert!(t0.elapsed() >= Duration::from_secs(4));
     w.stop().await;
 }

@@ -79,6 +79,9 @@ pub(super) struct CallMedia {
     pub(super) agent: Option<Leg>,
     /// Anchored calls: the SIP Call-ID, whose ng entry goes when the call ends.
     pub(super) sip_call_id: Option<String>,
+    /// Anchored calls: the no-media timeout that applies once media flows (the call is
+    /// created with the longer offer timeout, for the time it rings).
+    pub(super) media_timeout: Option<Duration>,
 }
 
 /// A call's counters, per leg.
@@ -116,6 +119,14 @@ pub(super) async fn run_call(
     // Where the call relays the caller's media (anchored calls): the agent leg's endpoint.
     let mut relaying_to: Option<SocketAddr> = None;
     loop {
+        // Media flows (a packet accepted on either leg): the call no longer rings.
+        if media.media_timeout.is_some()
+            && (media.caller.packets() > 0 || media.agent.as_ref().is_some_and(|a| a.packets() > 0))
+        {
+            if let Some(timeout) = media.media_timeout.take() {
+                let _ = call.handle_input(Instant::now(), CallInput::NoMediaTimeout(timeout));
+            }
+        }
         let deadline = call.poll_timeout().map(tokio::time::Instant::from_std);
         tokio::select! {
             received = media.caller.socket.recv_from(&mut buf) => {
@@ -145,6 +156,8 @@ pub(super) async fn run_call(
                         }
                         Heard::Accepted => {
                             gateway.metrics.rtp_agent_packets.inc();
+                            // The agent talking keeps the call up while the caller is silent.
+                            let _ = call.handle_input(Instant::now(), CallInput::Activity);
                             // The agent's voice goes to the caller as it came.
                             if let Some(to) = media.caller.endpoint() {
                                 let _ = media.caller.socket.send_to(&agent_buf[..n], to).await;

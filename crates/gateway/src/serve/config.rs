@@ -59,6 +59,10 @@ pub struct ServeConfig {
     /// UDP address of the ng control protocol (`TONEGATE_NG_LISTEN`), the way Kamailio's and
     /// OpenSIPS's `rtpengine` modules drive a media proxy; default none: off.
     pub ng_listen: Option<SocketAddr>,
+    /// ng calls: how long a call may wait for its answer (ringing) without media before it is
+    /// dropped, in seconds (default 3600, rtpengine's `offer-timeout`); once answered,
+    /// `no_media_timeout_seconds` applies.
+    pub ng_offer_timeout_seconds: u64,
 }
 
 impl Default for ServeConfig {
@@ -84,6 +88,7 @@ impl Default for ServeConfig {
             mask_hold_over_ms: 2000,
             mask_replacement: MaskReplacement::Silence,
             ng_listen: None,
+            ng_offer_timeout_seconds: 3600,
         }
     }
 }

@@ -122,6 +122,11 @@ impl Leg {
         }
     }
 
+    /// RTP packets accepted so far.
+    pub(super) fn packets(&self) -> u64 {
+        self.counters.stats.packets
+    }
+
     /// The leg's counters now.
     pub(super) fn stats(&self) -> LegStats {
         LegStats {

@@ -231,7 +231,10 @@ async fn offer(g: &Arc<Gateway>, media: Media) -> Result<Value, String> {
     let anchored = anchor(&media.sdp, answerer_local, &how).map_err(|e| e.to_string())?;
     let mut config = CallConfig {
         mode: MediaMode::Anchored,
-        no_media_timeout: Duration::from_secs(g.config.no_media_timeout_seconds),
+        // Until media flows the call rings (the caller cannot send before the answer tells it
+        // where to, and a 183 may carry no early media): it waits as long as the offer
+        // timeout allows; the call task switches to the media timeout at the first packet.
+        no_media_timeout: Duration::from_secs(g.config.ng_offer_timeout_seconds),
         inband: g.inband.clone(),
         masking: MaskingConfig {
             whole_call: g.config.mask_whole_call,
@@ -258,6 +261,7 @@ async fn offer(g: &Arc<Gateway>, media: Media) -> Result<Value, String> {
         caller: Leg::new(caller_socket, true, remote(&anchored, &media.options)),
         agent: Some(Leg::new(agent_socket, true, None)),
         sip_call_id: Some(media.call_id.clone()),
+        media_timeout: Some(Duration::from_secs(g.config.no_media_timeout_seconds)),
     };
     let id = g.id("call");
     let (tx, rx) = mpsc::unbounded_channel();

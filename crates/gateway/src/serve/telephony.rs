@@ -172,6 +172,7 @@ pub(super) async fn create_call(
         caller: Leg::new(socket, false, offer_remote),
         agent: None,
         sip_call_id: None,
+        media_timeout: None,
     };
     tokio::spawn(run_call(g.clone(), id.clone(), media, call, tx, rx));
     tracing::info!(call = %id, %rtp, "call created");
