@@ -1,5 +1,5 @@
 //! Prometheus metrics at `/metrics`: calls, sessions by state and outcome, key presses by
-//! source, RTP packets and loss, outbox depth and retries.
+//! source, RTP packets and loss, refused sources, ng requests, outbox depth and retries.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;

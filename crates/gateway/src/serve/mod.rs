@@ -3,17 +3,19 @@
 //! ```text
 //!  telephony side (SBC, PBX)        agent side (LLM agent)              customer's endpoints
 //!  POST /v1/calls (SDP offer) ─┐    GET  /v1/functions                  start (sync, timeout)
-//!  DELETE /v1/calls/{id}      ─┤    POST /v1/calls/{id}/sessions ─┐      success / failure
-//!  ng over UDP (Kamailio,     ─┤    GET  /v1/calls/by-sip-call-id/{sip_call_id}
-//!   OpenSIPS: offer, answer,   │
-//!   delete, block DTMF, ...)   ▼    GET  /v1/sessions/{id}[/events]│        (delivered by
-//!                         call task ◄── POST /v1/sessions/{id}/actions      the outbox)
-//!          UDP socket ──► (Call: media -> pci -> control) ──► agent events (SSE), connections,
-//!                                                              tonegate_pci::pay (processor)
+//!  DELETE /v1/calls/{id}      ─┤    GET  /v1/calls/by-sip-call-id/{sip_call_id}
+//!  ng over UDP (Kamailio,     ─┤    POST /v1/calls/{id}/sessions ─┐      success / failure
+//!   OpenSIPS: offer, answer,   │    GET  /v1/sessions/{id}[/events]│        (delivered by
+//!   delete, block DTMF, ...)   ▼                                   │         the outbox)
+//!                         call task ◄── POST /v1/sessions/{id}/actions
+//!   UDP socket(s) ──► (Call: media -> pci -> control) ──► agent events (SSE), connections,
+//!   (an ng call: a caller leg                               tonegate_pci::pay (processor)
+//!    and an agent leg, latched)
 //! ```
 //!
-//! One tokio task per call (`call_task`) owns its [`tonegate_call::Call`] and its UDP socket;
-//! the HTTP handlers (`telephony`, `agent`) talk to it through a channel. Agent events go to a
+//! One tokio task per call (`call_task`) owns its [`tonegate_call::Call`] and its UDP sockets
+//! (one, or two for a call anchored over ng); the HTTP handlers (`telephony`, `agent`) and the
+//! ng listener (`ng`) talk to it through a channel. Agent events go to a
 //! per-session broadcast (with history, so a stream opened late sees everything; `gateway`).
 //! Success and failure connections go to a [`Deliver`]er: the durable outbox
 //! ([`crate::outbox`], SQLite under `data_dir`) unless a test injects another.
