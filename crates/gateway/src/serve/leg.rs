@@ -113,12 +113,16 @@ impl Leg {
         self.latched.or(self.advertised)
     }
 
-    /// The leg's SDP gave `address`. A different address than before (the leg moved) lets the
-    /// leg be latched again, at its next datagram.
+    /// The leg's SDP gave `address`. A different address than an earlier SDP's (the leg
+    /// moved) lets the leg be latched again, at its next datagram; a first address does not
+    /// (the callee's early media may have latched its leg before its answer reached tonegate).
     pub(super) fn advertise(&mut self, address: Option<SocketAddr>) {
         if address != self.advertised {
+            let moved = self.advertised.is_some();
             self.advertised = address;
-            self.latched = None;
+            if moved {
+                self.latched = None;
+            }
         }
     }
 
@@ -225,6 +229,18 @@ mod tests {
         leg.advertise(Some("127.0.0.1:4100".parse().unwrap()));
         assert_eq!(leg.endpoint(), Some("127.0.0.1:4100".parse().unwrap()));
         assert_eq!(leg.heard(hijacker, &rtp(3, 9)), Heard::Accepted);
+    }
+
+    #[tokio::test]
+    async fn a_leg_heard_before_its_first_sdp_stays_latched() {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut leg = Leg::new(socket, true, None);
+        let early: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        assert_eq!(leg.heard(early, &rtp(1, 7)), Heard::Accepted);
+        leg.advertise(Some("127.0.0.1:4000".parse().unwrap()));
+        assert_eq!(leg.endpoint(), Some(early));
+        let other: SocketAddr = "127.0.0.1:6000".parse().unwrap();
+        assert_eq!(leg.heard(other, &rtp(2, 9)), Heard::Foreign);
     }
 
     #[tokio::test]
