@@ -21,6 +21,11 @@
 //! its `now`, so a collector started when the start connection answers starts then, not at
 //! the last packet.
 //!
+//! RTCP multiplexed on the RTP port (RFC 5761) is told apart before the listener: it is never
+//! heard as media, and a relay forwards it as it came. In [`MediaMode::Anchored`] (the ng
+//! protocol: tonegate in both directions of the call) the call relays the caller's direction
+//! only; the agent's voice is relayed untouched by the gateway and never reaches the call.
+//!
 //! What this crate owns: the call's policy (which packets reach the collector, which are
 //! forwarded and how they are masked, when silence ends the call). What it must never do: read
 //! a socket or a clock, spawn a task, call a processor or a connection (it asks for them as
@@ -79,6 +84,12 @@ pub enum MediaMode {
     /// tonegate forwards the caller's media to this address (the agent's media, a recorder),
     /// without telephone-events while a payment session is active.
     Relay(SocketAddr),
+    /// tonegate anchors both directions of the call (the ng protocol): the caller's media is
+    /// relayed, masked as in [`MediaMode::Relay`], to the other leg once its address is known
+    /// ([`CallInput::RelayTo`]: an SDP answer, then the source the other leg is latched to);
+    /// until then nothing is forwarded. The other direction (the agent's voice) never passes
+    /// through the call: the gateway relays it untouched.
+    Anchored,
 }
 
 /// A call's media settings.
@@ -88,7 +99,7 @@ pub struct CallConfig {
     pub event_payload_types: Vec<u8>,
     /// RFC 2198 red payload types.
     pub red_payload_types: Vec<u8>,
-    /// Fork or relay.
+    /// Fork, relay, or anchored (both directions through tonegate).
     pub mode: MediaMode,
     /// A call with no media for this long ends as a hang-up.
     pub no_media_timeout: Duration,
@@ -176,12 +187,31 @@ pub enum CallInput<'a> {
     /// Mask key presses on the relay from now on (`true`) whatever the sessions, or go back
     /// to masking during sessions only (`false`): rtpengine's `block DTMF` / `unblock DTMF`.
     BlockDtmf(bool),
+    /// The other leg now receives at this address: forward there from now on (relay and
+    /// anchored modes; a fork forwards nothing and ignores it).
+    RelayTo(SocketAddr),
+    /// Media was heard on the call's other leg (anchored calls): the call is alive although
+    /// the caller sends nothing (the agent holding, the caller muted), so the no-media hang-up
+    /// counts from now.
+    Activity,
+    /// From now on, a call without media for this long is hung up, counted from now (anchored
+    /// calls: a long wait while the call rings, the media timeout once it is answered).
+    NoMediaTimeout(Duration),
+    /// More telephone-event and RFC 2198 red payload types the caller may send, learnt after
+    /// the call started (an SDP answer: the offerer sends with the answer's numbers).
+    PayloadTypes {
+        /// Telephone-event payload types.
+        event: Vec<u8>,
+        /// Red payload types.
+        red: Vec<u8>,
+    },
 }
 
 /// What a call asks of the world.
 #[derive(Debug)]
 pub enum CallOutput {
-    /// Send this packet to the relay destination.
+    /// Send this packet to the relay destination (RTP, masked as the relay policy says, or
+    /// RTCP, as it came).
     Forward(SocketAddr, Vec<u8>),
     /// An event for the agent side of `session`.
     Agent {
@@ -281,6 +311,11 @@ pub struct Call {
     listener: Listener,
     clock: CallClock,
     last_packet: Instant,
+    /// The last RTP or RTCP packet: what keeps the call from the no-media hang-up.
+    last_activity: Instant,
+    /// Where relayed media goes (relay and anchored modes), when known.
+    relay_to: Option<SocketAddr>,
+    rtcp: u64,
     payment: Option<Payment>,
     ended: bool,
     outputs: VecDeque<CallOutput>,
@@ -334,6 +369,8 @@ pub struct CallCounters {
     pub lost: u64,
     /// Relayed audio packets sent as silence (they might have held a key tone).
     pub scrubbed: u64,
+    /// RTCP packets received (RFC 5761 demultiplexing: on the RTP port), never heard as media.
+    pub rtcp: u64,
 }
 
 impl std::fmt::Debug for Call {
@@ -358,11 +395,18 @@ impl Call {
             audio: config.audio.clone(),
             inband: config.inband.clone(),
         });
+        let relay_to = match config.mode {
+            MediaMode::Relay(to) => Some(to),
+            MediaMode::Fork | MediaMode::Anchored => None,
+        };
         Call {
             config,
             listener,
             clock: CallClock::new(ClockRate::NARROWBAND, now),
             last_packet: now,
+            last_activity: now,
+            relay_to,
+            rtcp: 0,
             payment: None,
             ended: false,
             outputs: VecDeque::new(),
@@ -383,6 +427,7 @@ impl Call {
             presses_inband: totals.presses_inband,
             lost: totals.lost,
             scrubbed: self.scrubbed,
+            rtcp: self.rtcp,
         }
     }
 
@@ -423,6 +468,17 @@ impl Call {
             CallInput::ShutDown => self.end(now, Input::Shutdown),
             CallInput::Timeout => self.timeout(now),
             CallInput::BlockDtmf(on) => self.blocked = on,
+            CallInput::RelayTo(to) => {
+                if self.config.mode != MediaMode::Fork {
+                    self.relay_to = Some(to);
+                }
+            }
+            CallInput::PayloadTypes { event, red } => self.add_payload_types(&event, &red),
+            CallInput::Activity => self.last_activity = self.last_activity.max(now),
+            CallInput::NoMediaTimeout(timeout) => {
+                self.config.no_media_timeout = timeout;
+                self.last_activity = self.last_activity.max(now);
+            }
         }
         Ok(())
     }
@@ -443,7 +499,7 @@ impl Call {
         [
             self.listener.poll_timeout(),
             collector,
-            Some(self.last_packet + self.config.no_media_timeout),
+            Some(self.last_activity + self.config.no_media_timeout),
         ]
         .into_iter()
         .flatten()
@@ -459,21 +515,51 @@ impl Call {
         if self.ended {
             return Ok(());
         }
+        if is_rtcp(datagram) {
+            // RTCP multiplexed on the RTP port (RFC 5761): reports about the streams, no
+            // media. Read as RTP it would look like a new stream with a payload type of
+            // 72-76 (and a relay would renumber its length field); it goes out as it came.
+            self.rtcp += 1;
+            self.last_activity = now;
+            if let Some(to) = self.relay_to {
+                self.outputs
+                    .push_back(CallOutput::Forward(to, datagram.to_vec()));
+            }
+            return Ok(());
+        }
         let packet = match RtpPacket::parse(datagram) {
             Ok(p) => p,
             Err(_) => return self.listener.handle_packet(now, datagram),
         };
         self.last_packet = now;
+        self.last_activity = now;
         let result = self.listener.handle_rtp(now, &packet);
         let ssrc = packet.ssrc();
         if let Some(latest) = self.listener.latest(ssrc) {
             self.clock.map(now, ssrc, latest);
         }
-        if let MediaMode::Relay(to) = self.config.mode {
-            self.relay(now, to, datagram, &packet);
+        if self.config.mode != MediaMode::Fork {
+            self.relay(now, datagram, &packet);
         }
         self.drain_listener(now);
         result
+    }
+
+    fn add_payload_types(&mut self, event: &[u8], red: &[u8]) {
+        let new = |known: &[u8], pt: &&u8| !known.contains(pt) && **pt < 128;
+        let event: Vec<u8> = event
+            .iter()
+            .filter(|pt| new(&self.config.event_payload_types, pt))
+            .copied()
+            .collect();
+        let red: Vec<u8> = red
+            .iter()
+            .filter(|pt| new(&self.config.red_payload_types, pt))
+            .copied()
+            .collect();
+        self.listener.add_payload_types(&event, &red);
+        self.config.event_payload_types.extend(event);
+        self.config.red_payload_types.extend(red);
     }
 
     /// Whether masking holds at `now` (see [`MaskingConfig`]).
@@ -492,7 +578,7 @@ impl Call {
     /// inspected, is not forwarded at all
     /// (the SDP answer offers PCMU and PCMA only). Forwarded packets are renumbered so that
     /// the sequence stays continuous over dropped ones.
-    fn relay(&mut self, now: Instant, to: SocketAddr, datagram: &[u8], packet: &RtpPacket<'_>) {
+    fn relay(&mut self, now: Instant, datagram: &[u8], packet: &RtpPacket<'_>) {
         let masking = self.masking(now);
         let kernel = self.config.inband.kernel;
         let replacement = self.config.masking.replacement;
@@ -556,6 +642,12 @@ impl Call {
             stream.dropped = stream.dropped.wrapping_add(1);
             return;
         }
+        // Nowhere to send it yet (an anchored call before the answer): the policy above still
+        // ran, so a key heard now stays masked later, but nothing was dropped from a stream
+        // the other leg sees.
+        let Some(to) = self.relay_to else {
+            return;
+        };
         if stream.dropped != 0 {
             let seq = packet.sequence_number().wrapping_sub(stream.dropped);
             out[2..4].copy_from_slice(&seq.to_be_bytes());
@@ -661,7 +753,7 @@ impl Call {
         if self.ended {
             return;
         }
-        if now >= self.last_packet + self.config.no_media_timeout {
+        if now >= self.last_activity + self.config.no_media_timeout {
             self.outputs.push_back(CallOutput::HungUp);
             self.end(now, Input::HangUp);
             return;
@@ -739,6 +831,12 @@ impl Call {
             self.masked_until = Some(now + self.config.masking.hold_over);
         }
     }
+}
+
+/// Whether a datagram on an RTP port is RTCP (RFC 5761 §4: a second byte of 192-223, which
+/// as RTP would be payload types 64-95 with the marker bit; RTP avoids them for this reason).
+fn is_rtcp(datagram: &[u8]) -> bool {
+    datagram.len() >= 8 && datagram[0] >> 6 == 2 && (192..=223).contains(&datagram[1])
 }
 
 /// Carries out the session's command to its collector at call media time `now`.

@@ -5,6 +5,7 @@
 
 pub mod connection;
 pub mod metrics;
+pub mod ng;
 pub mod outbox;
 pub mod panic_hook;
 pub mod sdp;

@@ -1,5 +1,5 @@
 //! Prometheus metrics at `/metrics`: calls, sessions by state and outcome, key presses by
-//! source, RTP packets and loss, outbox depth and retries.
+//! source, RTP packets and loss, refused sources, ng requests, outbox depth and retries.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -22,6 +22,13 @@ pub struct OutcomeLabels {
 pub struct StateLabels {
     /// The state entered.
     pub state: String,
+}
+
+/// Label: an ng command (`ping`, `offer`, ..., `invalid` for what could not be read).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CommandLabels {
+    /// The command.
+    pub command: String,
 }
 
 /// Label: how a key press was heard.
@@ -54,6 +61,18 @@ pub struct Metrics {
     pub rtp_lost: Counter,
     /// Relayed audio packets sent as silence because they might have held a key tone.
     pub rtp_scrubbed: Counter,
+    /// RTP and RTCP from a source other than the one the leg is latched to, refused.
+    pub rtp_foreign_source: Counter,
+    /// Packets received on anchored calls' agent legs and relayed to the caller untouched.
+    pub rtp_agent_packets: Counter,
+    /// ng requests, by command.
+    pub ng_commands: Family<CommandLabels, Counter>,
+    /// ng requests answered with `result: error`.
+    pub ng_errors: Counter,
+    /// ng requests seen again (same proxy, same cookie), answered from the cache.
+    pub ng_retransmissions: Counter,
+    /// ng keys and flags tonegate does not know, ignored.
+    pub ng_unknown_flags: Counter,
     /// Success/failure deliveries waiting (sampled at scrape).
     pub outbox_depth: Gauge,
     /// Delivery attempts beyond the first (sampled at scrape).
@@ -74,6 +93,12 @@ impl Default for Metrics {
             rtp_refused: Counter::default(),
             rtp_lost: Counter::default(),
             rtp_scrubbed: Counter::default(),
+            rtp_foreign_source: Counter::default(),
+            rtp_agent_packets: Counter::default(),
+            ng_commands: Family::default(),
+            ng_errors: Counter::default(),
+            ng_retransmissions: Counter::default(),
+            ng_unknown_flags: Counter::default(),
             outbox_depth: Gauge::default(),
             outbox_retries: Gauge::default(),
             registry: Registry::default(),
@@ -111,6 +136,36 @@ impl Default for Metrics {
             "rtp_scrubbed",
             "Relayed audio packets sent as silence: they might have held a key tone",
             m.rtp_scrubbed.clone(),
+        );
+        registry.register(
+            "rtp_foreign_source",
+            "RTP and RTCP refused: from another source than the one the leg is latched to",
+            m.rtp_foreign_source.clone(),
+        );
+        registry.register(
+            "rtp_agent_packets",
+            "Packets from anchored calls' agent legs, relayed to the caller untouched",
+            m.rtp_agent_packets.clone(),
+        );
+        registry.register(
+            "ng_commands",
+            "ng requests, by command",
+            m.ng_commands.clone(),
+        );
+        registry.register(
+            "ng_errors",
+            "ng requests answered with an error",
+            m.ng_errors.clone(),
+        );
+        registry.register(
+            "ng_retransmissions",
+            "ng requests seen again, answered from the cache",
+            m.ng_retransmissions.clone(),
+        );
+        registry.register(
+            "ng_unknown_flags",
+            "ng keys and flags not known to tonegate, ignored",
+            m.ng_unknown_flags.clone(),
         );
         registry.register(
             "outbox_depth",

@@ -659,6 +659,7 @@ async fn the_openapi_document_describes_every_route_the_gateway_serves() {
         documented,
         [
             "DELETE /v1/calls/{id}",
+            "GET /v1/calls/by-sip-call-id/{sip_call_id}",
             "GET /v1/functions",
             "GET /v1/sessions/{id}",
             "GET /v1/sessions/{id}/events",
@@ -671,7 +672,10 @@ async fn the_openapi_document_describes_every_route_the_gateway_serves() {
     let client = reqwest::Client::new();
     for route in &documented {
         let (method, path) = route.split_once(' ').unwrap();
-        let url = format!("{base}{}", path.replace("{id}", "x"));
+        let url = format!(
+            "{base}{}",
+            path.replace("{id}", "x").replace("{sip_call_id}", "x")
+        );
         let r = client
             .request(method.parse().unwrap(), url)
             .send()

@@ -85,6 +85,26 @@ impl Agent {
         Ok(())
     }
 
+    /// `GET /v1/calls/by-sip-call-id/{sip_call_id}` (the Call-ID percent-encoded): the
+    /// gateway's status and answer.
+    pub async fn call_by_sip_call_id(&self, sip_call_id: &str) -> anyhow::Result<(u16, Value)> {
+        let mut encoded = String::new();
+        for b in sip_call_id.bytes() {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                encoded.push(char::from(b));
+            } else {
+                encoded.push_str(&format!("%{b:02X}"));
+            }
+        }
+        let r = self
+            .client
+            .get(format!("{}/v1/calls/by-sip-call-id/{encoded}", self.base))
+            .bearer_auth(&self.agent_token)
+            .send()
+            .await?;
+        Ok((r.status().as_u16(), r.json().await.unwrap_or(Value::Null)))
+    }
+
     /// Invokes `collect_payment` on the call: the session reference.
     pub async fn invoke(&self, call: &str) -> anyhow::Result<String> {
         let answer: Value = self

@@ -2,6 +2,7 @@
 //! RFC 4733 telephone-events, in-band tones, or both.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::bail;
@@ -16,7 +17,7 @@ use crate::{rtp, tone};
 /// `pace` is the wall time between packets (20 ms is real time; less replays faster, which
 /// the gateway's media-time clock does not mind).
 pub struct Caller {
-    socket: UdpSocket,
+    socket: Arc<UdpSocket>,
     to: SocketAddr,
     seq: u16,
     ts: u32,
@@ -28,14 +29,25 @@ impl Caller {
     /// A caller sending to the gateway's RTP address `to`.
     pub async fn new(to: SocketAddr, pace: Duration) -> anyhow::Result<Caller> {
         let socket = UdpSocket::bind("127.0.0.1:0").await?;
-        Ok(Caller {
+        Ok(Caller::on(Arc::new(socket), to, pace))
+    }
+
+    /// A caller sending from `socket` (which the test may also read: a phone that receives the
+    /// other side's audio on the socket it sends from, as symmetric RTP has it).
+    pub fn on(socket: Arc<UdpSocket>, to: SocketAddr, pace: Duration) -> Caller {
+        Caller {
             socket,
             to,
             seq: 1,
             ts: 160_000,
             ssrc: 0x7e5c_da55,
             pace,
-        })
+        }
+    }
+
+    /// The caller's RTP SSRC.
+    pub fn ssrc(&self) -> u32 {
+        self.ssrc
     }
 
     async fn send(&mut self, pt: u8, ts: u32, payload: &[u8]) -> anyhow::Result<()> {

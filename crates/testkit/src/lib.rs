@@ -9,6 +9,7 @@
 //! - [`capture`]: the same datagrams as captured frames (raw IPv4 + UDP), for replays;
 //! - [`caller`]: a phone on a real UDP socket, sending RTP to a running gateway;
 //! - [`agent`]: the agent side over the gateway's HTTP API and event stream;
+//! - [`ng`]: a SIP proxy's side of the ng protocol (an rtpengine client), with its own bencode;
 //! - [`standin`]: stand-ins for the customer's endpoints, a real HTTP server on 127.0.0.1;
 //! - [`logs`]: log capture for the leak tests (a `tracing_subscriber` writer and subscriber);
 //! - [`cards`]: valid test card numbers, generated (inputs, never the oracle of a pci test).
@@ -24,6 +25,7 @@ pub mod caller;
 pub mod capture;
 pub mod cards;
 pub mod logs;
+pub mod ng;
 pub mod phone;
 pub mod rtp;
 pub mod standin;

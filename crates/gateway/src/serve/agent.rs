@@ -33,6 +33,47 @@ pub(super) async fn list_functions(AxumState(g): AxumState<Arc<Gateway>>) -> Res
     Json(json!({ "functions": functions })).into_response()
 }
 
+/// A call created over the ng protocol, found by its SIP Call-ID.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CallBySipCallId {
+    /// tonegate's call id: start a session with `POST /v1/calls/{call_id}/sessions`.
+    pub call_id: String,
+    /// The SIP Call-ID asked for.
+    pub sip_call_id: String,
+}
+
+/// Finds a call that a SIP proxy created over the ng protocol by its SIP Call-ID (the agent
+/// side knows the SIP call, not tonegate's id). Percent-encode the Call-ID in the path (`@`
+/// as `%40`, `/` as `%2F`).
+#[utoipa::path(get, path = "/v1/calls/by-sip-call-id/{sip_call_id}", params(("sip_call_id" = String, Path, description = "the SIP Call-ID, percent-encoded")), responses(
+    (status = 200, body = CallBySipCallId), (status = 401),
+    (status = 404, body = ApiError, description = "no call with this SIP Call-ID is up")))]
+pub(super) async fn call_by_sip_call_id(
+    AxumState(g): AxumState<Arc<Gateway>>,
+    UrlPath(sip_call_id): UrlPath<String>,
+) -> Response {
+    let call = g
+        .ng_calls
+        .lock()
+        .expect("not poisoned")
+        .get(&sip_call_id)
+        .map(|c| c.call.clone());
+    match call {
+        Some(call_id) => Json(CallBySipCallId {
+            call_id,
+            sip_call_id,
+        })
+        .into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no call with SIP Call-ID `{sip_call_id}`: calls are found by Call-ID once the \
+                 SIP proxy's offer reached tonegate's ng listener, until the delete"
+            ),
+        ),
+    }
+}
+
 /// `POST /v1/calls/{id}/sessions`: invoke a function on a call.
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -1,12 +1,18 @@
-//! The task that runs one call: its UDP socket, its [`Call`], the commands of the HTTP
-//! handlers, and the outputs carried out (forwarded RTP, agent events, the start connection,
-//! the processor, success and failure deliveries, metrics).
+//! The task that runs one call: its UDP sockets (the caller's leg, and for an anchored call the
+//! agent's), its [`Call`], the commands of the HTTP and ng handlers, and the outputs carried
+//! out (forwarded RTP, agent events, the start connection, the processor, success and failure
+//! deliveries, metrics).
+//!
+//! An anchored call (the ng protocol) has two legs, each latched to its first source
+//! ([`Leg`]): what the caller sends goes through the [`Call`] (heard, collected, masked) and
+//! out of the agent's socket; what the agent's leg sends goes out of the caller's socket as it
+//! came.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tonegate_call::{Call, CallCounters, CallError, CallInput, CallOutput, InvokeError};
 use tonegate_control::config::Function;
@@ -16,6 +22,7 @@ use tonegate_control::session::{
 use tonegate_pci::{pay, PaymentOutcome};
 
 use super::gateway::Gateway;
+use super::leg::{Heard, Leg, LegStats};
 use crate::connection::call_start;
 use crate::metrics::SourceLabels;
 
@@ -36,27 +43,126 @@ pub(super) enum CallCommand {
     HangUp,
     /// The gateway is shutting down: end the call, its session failing as `internal-error`.
     ShutDown,
+    /// Anchored calls: a leg's SDP gives its address (an offer, an answer, a re-INVITE).
+    Advertise {
+        /// Which leg.
+        leg: Role,
+        /// Its address, `None` when the SDP gives none (on hold).
+        address: Option<SocketAddr>,
+    },
+    /// Force masking on (`block DTMF`) or stop forcing it.
+    BlockDtmf(bool),
+    /// Telephone-event and red payload types the caller may send (from the agent leg's SDP).
+    PayloadTypes {
+        event: Vec<u8>,
+        red: Vec<u8>,
+    },
+    /// The call's counters (the ng `query`).
+    Query(oneshot::Sender<CallStats>),
+}
+
+/// The legs of an anchored call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Role {
+    /// The caller: collected and masked.
+    Caller,
+    /// The agent: relayed untouched.
+    Agent,
+}
+
+/// What a call's sockets are.
+pub(super) struct CallMedia {
+    /// The caller's leg: its RTP goes through the call.
+    pub(super) caller: Leg,
+    /// Anchored calls: the agent's leg, relayed to the caller untouched; the caller's relayed
+    /// media leaves through its socket.
+    pub(super) agent: Option<Leg>,
+    /// Anchored calls: the SIP Call-ID, whose ng entry goes when the call ends.
+    pub(super) sip_call_id: Option<String>,
+    /// Anchored calls: the no-media timeout that applies once media flows (the call is
+    /// created with the longer offer timeout, for the time it rings).
+    pub(super) media_timeout: Option<Duration>,
+}
+
+/// A call's counters, per leg.
+#[derive(Clone, Debug)]
+pub(super) struct CallStats {
+    /// The caller's leg.
+    pub(super) caller: LegStats,
+    /// The agent's leg (anchored calls).
+    pub(super) agent: Option<LegStats>,
+    /// Key presses heard on the caller's leg (never which).
+    pub(super) key_presses: u64,
+}
+
+/// Receives on `leg`'s socket, or never when there is no such leg.
+async fn receive(leg: Option<&Leg>, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+    match leg {
+        Some(leg) => leg.socket.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
 }
 
 pub(super) async fn run_call(
     gateway: Arc<Gateway>,
     id: String,
-    socket: UdpSocket,
+    mut media: CallMedia,
     mut call: Call,
     commands: mpsc::UnboundedSender<CallCommand>,
     mut inbox: mpsc::UnboundedReceiver<CallCommand>,
 ) {
     let mut buf = vec![0u8; 2048];
+    let mut agent_buf = vec![0u8; 2048];
     let mut function: Option<Arc<Function>> = None;
     let mut in_flight = 0usize;
     let mut counted = CallCounters::default();
+    // Where the call relays the caller's media (anchored calls): the agent leg's endpoint.
+    let mut relaying_to: Option<SocketAddr> = None;
     loop {
+        // Media flows (a packet accepted on either leg): the call no longer rings.
+        if media.media_timeout.is_some()
+            && (media.caller.packets() > 0 || media.agent.as_ref().is_some_and(|a| a.packets() > 0))
+        {
+            if let Some(timeout) = media.media_timeout.take() {
+                let _ = call.handle_input(Instant::now(), CallInput::NoMediaTimeout(timeout));
+            }
+        }
         let deadline = call.poll_timeout().map(tokio::time::Instant::from_std);
         tokio::select! {
-            received = socket.recv_from(&mut buf) => {
-                if let Ok((n, _from)) = received {
-                    if let Err(e) = call.handle_input(Instant::now(), CallInput::Rtp(&buf[..n])) {
-                        tracing::debug!(call = %id, error = %e, "datagram refused");
+            received = media.caller.socket.recv_from(&mut buf) => {
+                if let Ok((n, from)) = received {
+                    match media.caller.heard(from, &buf[..n]) {
+                        Heard::Foreign => {
+                            gateway.metrics.rtp_foreign_source.inc();
+                            tracing::debug!(call = %id, %from, "datagram from a foreign source refused on the caller's leg");
+                        }
+                        Heard::Accepted | Heard::NotMedia => {
+                            if let Err(e) = call.handle_input(Instant::now(), CallInput::Rtp(&buf[..n])) {
+                                tracing::debug!(call = %id, error = %e, "datagram refused");
+                            }
+                        }
+                    }
+                }
+            }
+            received = receive(media.agent.as_ref(), &mut agent_buf) => {
+                if let (Ok((n, from)), Some(agent)) = (received, media.agent.as_mut()) {
+                    match agent.heard(from, &agent_buf[..n]) {
+                        Heard::Foreign => {
+                            gateway.metrics.rtp_foreign_source.inc();
+                            tracing::debug!(call = %id, %from, "datagram from a foreign source refused on the agent's leg");
+                        }
+                        Heard::NotMedia => {
+                            gateway.metrics.rtp_refused.inc();
+                        }
+                        Heard::Accepted => {
+                            gateway.metrics.rtp_agent_packets.inc();
+                            // The agent talking keeps the call up while the caller is silent.
+                            let _ = call.handle_input(Instant::now(), CallInput::Activity);
+                            // The agent's voice goes to the caller as it came.
+                            if let Some(to) = media.caller.endpoint() {
+                                let _ = media.caller.socket.send_to(&agent_buf[..n], to).await;
+                            }
+                        }
                     }
                 }
             }
@@ -103,6 +209,28 @@ pub(super) async fn run_call(
                     CallCommand::ShutDown => {
                         let _ = call.handle_input(now, CallInput::ShutDown);
                     }
+                    CallCommand::Advertise { leg, address } => match leg {
+                        Role::Caller => media.caller.advertise(address),
+                        Role::Agent => {
+                            if let Some(agent) = media.agent.as_mut() {
+                                agent.advertise(address);
+                            }
+                        }
+                    },
+                    CallCommand::BlockDtmf(on) => {
+                        let _ = call.handle_input(now, CallInput::BlockDtmf(on));
+                    }
+                    CallCommand::PayloadTypes { event, red } => {
+                        let _ = call.handle_input(now, CallInput::PayloadTypes { event, red });
+                    }
+                    CallCommand::Query(reply) => {
+                        let counters = call.counters();
+                        let _ = reply.send(CallStats {
+                            caller: media.caller.stats(),
+                            agent: media.agent.as_ref().map(Leg::stats),
+                            key_presses: counters.presses + counters.presses_inband,
+                        });
+                    }
                 }
             }
             _ = async {
@@ -114,10 +242,21 @@ pub(super) async fn run_call(
                 let _ = call.handle_input(Instant::now(), CallInput::Timeout);
             }
         }
+        // The agent's leg was heard (latched) or moved: the caller's media follows it.
+        let agent_endpoint = media.agent.as_ref().and_then(Leg::endpoint);
+        if agent_endpoint != relaying_to {
+            if let Some(to) = agent_endpoint {
+                let _ = call.handle_input(Instant::now(), CallInput::RelayTo(to));
+            }
+            relaying_to = agent_endpoint;
+        }
         while let Some(output) = call.poll_output() {
             match output {
                 CallOutput::Forward(to, bytes) => {
-                    let _ = socket.send_to(&bytes, to).await;
+                    // Relayed media leaves through the socket the other side knows: the
+                    // agent leg's for an anchored call, the caller's own for a relay.
+                    let out = media.agent.as_ref().unwrap_or(&media.caller);
+                    let _ = out.socket.send_to(&bytes, to).await;
                 }
                 CallOutput::Agent { session, event } => gateway.publish(&session, event),
                 CallOutput::StartConnection { session: _, body } => {
@@ -200,6 +339,13 @@ pub(super) async fn run_call(
     }
     gateway.metrics.active_calls.dec();
     gateway.calls.lock().expect("not poisoned").remove(&id);
+    if let Some(sip_call_id) = &media.sip_call_id {
+        let mut ng_calls = gateway.ng_calls.lock().expect("not poisoned");
+        // Only this call's entry: a new call may have taken the Call-ID since a delete.
+        if ng_calls.get(sip_call_id).is_some_and(|c| c.call == id) {
+            ng_calls.remove(sip_call_id);
+        }
+    }
     tracing::info!(call = %id, "call ended");
     // The call's sessions stay readable (`GET /v1/sessions/{id}`, late event streams) for a
     // while, then go: a long-running gateway must not keep every session's history.

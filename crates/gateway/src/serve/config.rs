@@ -56,6 +56,13 @@ pub struct ServeConfig {
     /// Relay mode: what replaces audio that might hold a key tone: `silence` (default),
     /// `noise` (comfort noise at the caller's background level) or `tone` (a neutral 1 kHz).
     pub mask_replacement: MaskReplacement,
+    /// UDP address of the ng control protocol (`TONEGATE_NG_LISTEN`), the way Kamailio's and
+    /// OpenSIPS's `rtpengine` modules drive a media proxy; default none: off.
+    pub ng_listen: Option<SocketAddr>,
+    /// ng calls: how long a call may wait for its answer (ringing) without media before it is
+    /// dropped, in seconds (default 3600, rtpengine's `offer-timeout`); once answered,
+    /// `no_media_timeout_seconds` applies.
+    pub ng_offer_timeout_seconds: u64,
 }
 
 impl Default for ServeConfig {
@@ -80,6 +87,8 @@ impl Default for ServeConfig {
             mask_whole_call: false,
             mask_hold_over_ms: 2000,
             mask_replacement: MaskReplacement::Silence,
+            ng_listen: None,
+            ng_offer_timeout_seconds: 3600,
         }
     }
 }
@@ -207,6 +216,12 @@ impl ServeConfig {
         }
         if let Some(v) = env("TONEGATE_DATA_DIR") {
             config.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = env("TONEGATE_NG_LISTEN") {
+            config.ng_listen = Some(
+                v.parse()
+                    .map_err(|e| anyhow::anyhow!("TONEGATE_NG_LISTEN `{v}`: {e}"))?,
+            );
         }
         Ok(config)
     }

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -31,6 +31,27 @@ pub(super) struct CallHandle {
     pub(super) rtp: SocketAddr,
 }
 
+/// A call created over ng, by its SIP Call-ID: its legs' tags and tonegate's socket for each
+/// side.
+pub(super) struct NgCall {
+    /// tonegate's call id.
+    pub(super) call: String,
+    /// The offerer's SIP tag (the From tag of the first offer).
+    pub(super) offerer_tag: String,
+    /// The answerer's SIP tag, once an answer gave it.
+    pub(super) answerer_tag: Option<String>,
+    /// Where the offerer sends its media (written in the answers it gets).
+    pub(super) offerer_local: SocketAddr,
+    /// Where the answerer sends its media (written in the offers it gets).
+    pub(super) answerer_local: SocketAddr,
+    /// When the offer came.
+    pub(super) created: SystemTime,
+    /// When the last offer or answer came.
+    pub(super) last_signal: SystemTime,
+    /// The call task.
+    pub(super) commands: mpsc::UnboundedSender<CallCommand>,
+}
+
 pub(super) struct SessionEntry {
     pub(super) call: String,
     pub(super) state: State,
@@ -47,6 +68,10 @@ pub struct Gateway {
     pub(super) deliver: Arc<dyn Deliver>,
     pub(super) outbox: Option<Arc<Outbox>>,
     pub(super) calls: Mutex<HashMap<String, CallHandle>>,
+    /// Calls created over ng, by SIP Call-ID.
+    pub(super) ng_calls: Mutex<HashMap<String, NgCall>>,
+    /// When the gateway started (ng `statistics`: uptime).
+    pub(super) started: SystemTime,
     pub(super) sessions: Mutex<HashMap<String, SessionEntry>>,
     pub(super) next_id: AtomicU64,
     /// Where the next search for a free port in `rtp_ports` starts.
@@ -62,6 +87,8 @@ pub struct Gateway {
 pub struct Running {
     /// The HTTP address (useful when configured with port 0).
     pub addr: SocketAddr,
+    /// The ng listener's address, when `ng_listen` is set.
+    pub ng_addr: Option<SocketAddr>,
     /// The shared state.
     pub gateway: Arc<Gateway>,
     shutdown: oneshot::Sender<()>,
@@ -188,6 +215,15 @@ impl Gateway {
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
         let addr = listener.local_addr()?;
+        let ng_socket = match config.ng_listen {
+            Some(at) => Some(
+                UdpSocket::bind(at)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot listen for ng on {at}: {e}"))?,
+            ),
+            None => None,
+        };
+        let ng_addr = ng_socket.as_ref().map(UdpSocket::local_addr).transpose()?;
         let gateway = Arc::new(Gateway {
             config,
             functions,
@@ -196,6 +232,8 @@ impl Gateway {
             deliver,
             outbox,
             calls: Mutex::new(HashMap::new()),
+            ng_calls: Mutex::new(HashMap::new()),
+            started: SystemTime::now(),
             sessions: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             next_rtp_port: AtomicU64::new(0),
@@ -212,9 +250,14 @@ impl Gateway {
                 })
                 .await;
         });
+        if let Some(socket) = ng_socket {
+            tokio::spawn(super::ng::run(gateway.clone(), socket, worker.clone()));
+            tracing::info!(ng = %ng_addr.expect("bound"), "ng control protocol listening");
+        }
         tracing::info!(%addr, "tonegate serving");
         Ok(Running {
             addr,
+            ng_addr,
             gateway,
             shutdown: tx,
             server,

@@ -11,7 +11,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 
-use super::agent::{invoke, list_functions, session_action, session_events, session_state};
+use super::agent::{
+    call_by_sip_call_id, invoke, list_functions, session_action, session_events, session_state,
+};
 use super::gateway::Gateway;
 use super::openapi::ApiDoc;
 use super::telephony::{create_call, end_call};
@@ -28,6 +30,10 @@ pub(super) fn router(gateway: Arc<Gateway>) -> Router {
     let agent = Router::new()
         .route("/v1/functions", get(list_functions))
         .route("/v1/calls/{id}/sessions", post(invoke))
+        .route(
+            "/v1/calls/by-sip-call-id/{sip_call_id}",
+            get(call_by_sip_call_id),
+        )
         .route("/v1/sessions/{id}", get(session_state))
         .route("/v1/sessions/{id}/events", get(session_events))
         .route("/v1/sessions/{id}/actions", post(session_action))

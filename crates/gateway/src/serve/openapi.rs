@@ -1,6 +1,6 @@
 //! The OpenAPI document of the HTTP API, generated from the handlers (`GET /openapi.json`).
 
-use super::agent::{ActionRequest, InvokeRequest, SessionCreated};
+use super::agent::{ActionRequest, CallBySipCallId, InvokeRequest, SessionCreated};
 use super::error::ApiError;
 use super::telephony::{CallCreated, CreateCall};
 
@@ -10,10 +10,10 @@ use super::telephony::{CallCreated, CreateCall};
     info(title = "tonegate", description = "DTMF gateway for secure voice payments: the telephony side (media legs) and the agent side (payment sessions). Every /v1 route needs a bearer token: a telephony token for /v1/calls and DELETE /v1/calls/{id}, an agent token for the rest."),
     paths(
         super::telephony::create_call, super::telephony::end_call, super::agent::list_functions,
-        super::agent::invoke, super::agent::session_state, super::agent::session_events,
-        super::agent::session_action
+        super::agent::invoke, super::agent::call_by_sip_call_id, super::agent::session_state,
+        super::agent::session_events, super::agent::session_action
     ),
-    components(schemas(CreateCall, CallCreated, InvokeRequest, SessionCreated, ActionRequest, ApiError)),
+    components(schemas(CreateCall, CallCreated, InvokeRequest, SessionCreated, ActionRequest, CallBySipCallId, ApiError)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]

@@ -15,9 +15,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tonegate_call::{Call, CallConfig, MaskingConfig, MediaMode};
 
-use super::call_task::{run_call, CallCommand};
+use super::call_task::{run_call, CallCommand, CallMedia};
 use super::error::{bad_json, error, ApiError};
 use super::gateway::{bind_rtp, CallHandle, Gateway};
+use super::leg::Leg;
 use crate::sdp::Offer;
 
 /// `POST /v1/calls`: a media leg.
@@ -147,6 +148,7 @@ pub(super) async fn create_call(
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e),
     };
     let rtp = socket.local_addr().expect("bound");
+    let offer_remote = offer.as_ref().and_then(|o| o.remote);
     let id = g.id("call");
     let answer = offer.map(|o| {
         o.answer(
@@ -166,7 +168,13 @@ pub(super) async fn create_call(
     let call = Call::new(config, Instant::now());
     g.metrics.calls.inc();
     g.metrics.active_calls.inc();
-    tokio::spawn(run_call(g.clone(), id.clone(), socket, call, tx, rx));
+    let media = CallMedia {
+        caller: Leg::new(socket, false, offer_remote),
+        agent: None,
+        sip_call_id: None,
+        media_timeout: None,
+    };
+    tokio::spawn(run_call(g.clone(), id.clone(), media, call, tx, rx));
     tracing::info!(call = %id, %rtp, "call created");
     (
         StatusCode::CREATED,
