@@ -186,11 +186,10 @@ async fn a_relayed_payment_through_an_http_processor_leaves_no_card_data_anywher
     }
     // Card numbers also next to other bytes (a SQLite page stores them unseparated) and
     // through separators, in the raw database files as well as in the text.
-    for pan in ["4242424242424242"] {
-        assert!(
-            !contains_digits(everything.as_bytes(), pan) && !contains_digits(&database, pan),
-            "`{pan}` leaked, glued to other bytes or through separators"
-        );
-    }
+    let pan = "4242424242424242";
+    assert!(
+        !contains_digits(everything.as_bytes(), pan) && !contains_digits(&database, pan),
+        "`{pan}` leaked, glued to other bytes or through separators"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
