@@ -23,7 +23,7 @@
 # multimon-ng decodes.
 #
 # Prints PASS or FAIL per check and a closing "sip-e2e: N passed, N failed"; exits 1 when any
-# check failed, 2 on a usage or setup error. Installs what is missing (Debian: kamailio,
+# check failed (a process that does not start is one), 2 on a usage error. Installs what is missing (Debian: kamailio,
 # sip-tester, tshark, multimon-ng, sox; rtpengine-daemon in rtpengine mode, never its kernel
 # module). tonegate mode runs $TONEGATE_BIN, or builds target/debug/tonegate with cargo.
 # Every process it starts it stops on exit (TERM, then KILL after 5 s). About 40 s a run.
@@ -46,7 +46,7 @@ while (($#)); do
   esac
 done
 case "$proxy" in rtpengine|tonegate) ;; *) echo "sip-e2e: --media-proxy is rtpengine or tonegate" >&2; exit 2 ;; esac
-case "$ng_flags" in *'"'*|*'\'*|*'|'*) echo "sip-e2e: --ng-flags holds no quote, backslash or |" >&2; exit 2 ;; esac
+case "$ng_flags" in *[\"\\\|]*) echo "sip-e2e: --ng-flags holds no quote, backslash or |" >&2; exit 2 ;; esac
 
 t_start=$(date +%s.%N)
 elapsed() { awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
@@ -92,6 +92,8 @@ else
   work=$(mktemp -d /tmp/sip-e2e.XXXXXX)
 fi
 pids=()
+passed=0
+failed=0
 stop_pid() {
   local pid=$1 kids i
   kill -0 "$pid" 2>/dev/null || return 0
@@ -105,7 +107,6 @@ stop_pid() {
   for k in $kids; do kill -KILL "$k" 2>/dev/null || true; done
   wait "$pid" 2>/dev/null || true
 }
-failed_setup=0
 cleanup() {
   local rc=$? i
   for ((i = ${#pids[@]} - 1; i >= 0; i--)); do stop_pid "${pids[i]}"; done
@@ -117,7 +118,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-setup_fail() { echo "FAIL setup: $*" >&2; for f in "$work"/*.log; do [ -s "$f" ] && { echo "--- $f (last lines)"; tail -15 "$f"; }; done >&2; exit 2; }
+setup_fail() {
+  echo "FAIL setup: $*"
+  for f in "$work"/*.log; do [ -s "$f" ] && { echo "--- $f (last lines)"; tail -15 "$f"; }; done
+  echo "sip-e2e: $passed passed, $((failed + 1)) failed"
+  exit 1
+}
 
 # Free ports on 127.0.0.1: UDP (and TCP) sockets bound to port 0, then let go. Media ports are
 # even with the next three free too (RTP, RTCP, and SIPp's video pair).
@@ -178,8 +184,6 @@ wait_udp() {
 read -r sip_kamailio sip_uac sip_uas ng_port http_port customer_port <<<"$(free_ports 6 any)"
 read -r media_lo media_hi <<<"$(free_block 200)"
 
-passed=0
-failed=0
 result() { # result PASS|FAIL text
   echo "$1 $2"
   if [ "$1" = PASS ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
@@ -223,8 +227,7 @@ limits:
   inter_digit_timeout_seconds: 3
   first_key_timeout_seconds: 8
 EOF
-  # TODO(ng branch): `ng_listen` (and TONEGATE_NG_LISTEN) as issue 14 names them; confirm
-  # against docs/serve.md on the `ng` branch when it lands.
+  # `ng_listen` / TONEGATE_NG_LISTEN as the `ng` branch reads them (serve/config.rs).
   cat >"$work/tonegate.yaml" <<EOF
 listen: 127.0.0.1:$http_port
 rtp_ip: 127.0.0.1
@@ -285,7 +288,7 @@ for keying in "${call_list[@]}"; do
   dumpcap -q -i lo -f "udp port $sip_kamailio or udp port $sip_uac or udp port $sip_uas or udp port $ng_port or udp port $uac_media or udp port $uas_media" \
     -w "$dir/capture.pcapng" >"$dir/dumpcap.log" 2>&1 &
   cap_pid=$!
-  pids+=($cap_pid)
+  pids+=("$cap_pid")
   for ((i = 0; i < 50; i++)); do [ -s "$dir/capture.pcapng" ] && break; sleep 0.1; done
   sleep 0.3
 
@@ -293,7 +296,7 @@ for keying in "${call_list[@]}"; do
     -nostdin -timeout 90s -timeout_error -trace_msg -message_file "$dir/uas-messages.log" \
     -trace_err -error_file "$dir/uas-errors.log" >"$dir/uas.log" 2>&1 &
   uas_pid=$!
-  pids+=($uas_pid)
+  pids+=("$uas_pid")
   wait_udp "$sip_uas" "the SIPp UAS"
 
   t_call=$(date +%s.%N)
@@ -302,7 +305,7 @@ for keying in "${call_list[@]}"; do
     -trace_msg -message_file "$dir/uac-messages.log" -trace_err -error_file "$dir/uac-errors.log" \
     >"$dir/uac.log" 2>&1 &
   uac_pid=$!
-  pids+=($uac_pid)
+  pids+=("$uac_pid")
 
   agent_pid=""
   if [ "$proxy" = tonegate ]; then
@@ -310,7 +313,7 @@ for keying in "${call_list[@]}"; do
       --sip-call-id "$call_id" --out "$dir/agent.json" --timeout $(((hold_ms + 5000) / 1000)) \
       >"$dir/agent.log" 2>&1 &
     agent_pid=$!
-    pids+=($agent_pid)
+    pids+=("$agent_pid")
   fi
 
   listed=0
@@ -382,11 +385,13 @@ EOF
 
   sleep 0.3
   stop_pid "$cap_pid"
+  agent_arg=()
+  [ -n "$agent_pid" ] && agent_arg=(--agent-json "$dir/agent.json")
   set +e
   python3 tools/sip/check_call.py --capture "$dir/capture.pcapng" --mode "$proxy" --keying "$keying" \
     --call-id "$call_id" --kamailio "$sip_kamailio" --uac-sip "$sip_uac" --uas-sip "$sip_uas" \
     --ng "$ng_port" --uac-media "$uac_media" --uas-media "$uas_media" --pcaps "$work/pcaps" \
-    --out "$dir" --label "$label" >"$dir/checks.txt" 2>&1
+    --out "$dir" --label "$label" "${agent_arg[@]}" >"$dir/checks.txt" 2>&1
   set -e
   cat "$dir/checks.txt"
   passed=$((passed + $(grep -c '^PASS ' "$dir/checks.txt" || true)))

@@ -9,7 +9,8 @@
 
     python3 tools/sip/agent.py pay --api URL --token TOKEN --sip-call-id ID --out FILE
                                    [--timeout SECONDS]
-        Finds the call tonegate created over ng by its SIP Call-ID, starts `collect_payment`
+        Finds the call tonegate created over ng by its SIP Call-ID (GET
+        /v1/calls/by-sip-call-id/{sip_call_id}; --call-id skips it), starts `collect_payment`
         on it, confirms the amount as soon as it is asked, confirms the card when the masked
         summary is read, and writes what it saw to FILE (JSON: the call, the session, every
         state in order, the final session). Exits 0 when the session succeeded.
@@ -36,10 +37,10 @@ START = {
 }
 
 # The agent API route that finds a call created over ng by its SIP Call-ID.
-# TODO(ng branch): confirm the route and the answer's shape against docs/serve.md on the `ng`
-# branch when it lands; the issue only says "a route that takes the Call-ID". This assumes
-# GET /v1/sip-calls/{sip_call_id} answering {"call_id": ...}; --call-route overrides it.
-DEFAULT_CALL_ROUTE = "/v1/sip-calls/{sip_call_id}"
+# The route is the one the `ng` branch's serve module names (crates/gateway/src/serve/mod.rs).
+# TODO(ng branch): confirm the answer's shape against docs/serve.md and /openapi.json when it
+# lands; this takes {"call_id": ...} (or {"id": ...}). --call-route overrides the route.
+DEFAULT_CALL_ROUTE = "/v1/calls/by-sip-call-id/{sip_call_id}"
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
@@ -103,12 +104,12 @@ def pay(a: argparse.Namespace) -> int:
         return code
 
     route = a.call_route.format(sip_call_id=urllib.parse.quote(a.sip_call_id, safe=""))
-    call_id = None
-    while time.monotonic() < deadline:
+    call_id = a.call_id
+    while call_id is None and time.monotonic() < deadline:
         status, answer = api.call("GET", route)
         seen["lookup"] = {"route": route, "status": status, "answer": answer}
-        if status == 200 and isinstance(answer, dict) and answer.get("call_id"):
-            call_id = answer["call_id"]
+        if status == 200 and isinstance(answer, dict) and (answer.get("call_id") or answer.get("id")):
+            call_id = answer.get("call_id") or answer["id"]
             break
         time.sleep(0.1)
     if call_id is None:
@@ -168,6 +169,7 @@ def main() -> int:
     y.add_argument("--out", required=True)
     y.add_argument("--timeout", type=float, default=30.0)
     y.add_argument("--call-route", default=DEFAULT_CALL_ROUTE)
+    y.add_argument("--call-id", help="tonegate's id of the call: skips the lookup by SIP Call-ID")
     a = p.parse_args()
     if a.what == "customer":
         customer(a.port, a.log)

@@ -4,6 +4,7 @@
     python3 tools/sip/check_call.py --capture FILE --mode rtpengine|tonegate
         --keying rfc4733|inband --call-id ID --kamailio PORT --uac-sip PORT --uas-sip PORT
         --ng PORT --uac-media PORT --uas-media PORT --pcaps DIR --out DIR [--label TEXT]
+        [--agent-json FILE]
 
 Prints one line per check, `PASS label: what` or `FAIL label: what, and what was seen`, and
 exits 1 when any failed. Writes to DIR what the agent's side (the UAS) received: its audio as
@@ -79,6 +80,7 @@ def main() -> int:
     for name in ("kamailio", "uac-sip", "uas-sip", "ng", "uac-media", "uas-media"):
         p.add_argument(f"--{name}", type=int, required=True)
     p.add_argument("--label", default="call")
+    p.add_argument("--agent-json", help="tonegate mode: tools/sip/agent.py pay's record of the session")
     a = p.parse_args()
     c = Checks(a.label)
     os.makedirs(a.out, exist_ok=True)
@@ -193,12 +195,21 @@ def main() -> int:
                     "control: multimon-ng decodes the in-band keys in what the agent received",
                     f"{seconds:.1f} s of audio, multimon-ng heard {heard_tones!r}, keyed {keys!r}")
     else:
+        # Only counts here: what leaked is card data, even if this card is a test card.
+        if a.agent_json:
+            agent = json.load(open(a.agent_json))
+            collecting = [s["at"] for s in agent.get("states", []) if s["state"] == "collecting"]
+            first_key = float(caller_out[0]["frame.time_epoch"]) + sent_caller["key_starts_ms"][0] / 1000
+            c.check(bool(collecting) and collecting[0] < first_key,
+                    "the session was collecting before the caller's first key (else masking is not on trial)",
+                    f"collecting {collecting[0] - first_key:+.2f} s from the first key" if collecting
+                    else "the session never collected")
         c.check(audio_got > 0 and not events,
                 "the agent received the caller's audio but no telephone-event (tshark: rtpevent)",
                 f"{audio_got} PCMU packets, {len(events)} telephone-events"
-                + (f" for keys {heard_events!r}" if events else ""))
+                + (f" ({len(presses)} key presses)" if events else ""))
         c.check(not heard_tones, "multimon-ng decodes no tone in what the agent received",
-                f"{seconds:.1f} s of audio" + (f", heard {heard_tones!r}" if heard_tones else ""))
+                f"{seconds:.1f} s of audio" + (f", {len(heard_tones)} digits heard" if heard_tones else ""))
 
     # ng: offer, answer, delete for this call, each answered ok; the delete after the BYE.
     ng_dir = os.path.join(a.out, "ng")
