@@ -37,9 +37,8 @@ START = {
 }
 
 # The agent API route that finds a call created over ng by its SIP Call-ID.
-# The route is the one the `ng` branch's serve module names (crates/gateway/src/serve/mod.rs).
-# TODO(ng branch): confirm the answer's shape against docs/serve.md and /openapi.json when it
-# lands; this takes {"call_id": ...} (or {"id": ...}). --call-route overrides the route.
+# As the `ng` branch serves it (commit 602730c): 200 {"call_id", "sip_call_id"}, 404 until the
+# offer reached tonegate and after the delete. --call-route overrides the route.
 DEFAULT_CALL_ROUTE = "/v1/calls/by-sip-call-id/{sip_call_id}"
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
@@ -108,8 +107,8 @@ def pay(a: argparse.Namespace) -> int:
     while call_id is None and time.monotonic() < deadline:
         status, answer = api.call("GET", route)
         seen["lookup"] = {"route": route, "status": status, "answer": answer}
-        if status == 200 and isinstance(answer, dict) and (answer.get("call_id") or answer.get("id")):
-            call_id = answer.get("call_id") or answer["id"]
+        if status == 200 and isinstance(answer, dict) and answer.get("call_id"):
+            call_id = answer["call_id"]
             break
         time.sleep(0.1)
     if call_id is None:

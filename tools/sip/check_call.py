@@ -163,6 +163,16 @@ def main() -> int:
             f"{len(got_payloads)} of {len(sent_payloads)} payloads identical" if got_payloads == sent_payloads
             else f"{sum(1 for x, y in zip(got_payloads, sent_payloads) if x == y)} of {len(sent_payloads)} equal in order")
 
+    # The caller's voice (the lead-in, before the first key) must reach the agent, masking or
+    # not: packets matched by RTP timestamp (kept by both proxies), payloads compared.
+    voice = [r for r in pt(caller_out, 0)][: sent_caller["voice_packets"]]
+    by_ts = {r["rtp.timestamp"]: r["rtp.payload"] for r in pt(agent_in, 0)}
+    same = sum(1 for r in voice if by_ts.get(r["rtp.timestamp"]) == r["rtp.payload"])
+    arrived = sum(1 for r in voice if r["rtp.timestamp"] in by_ts)
+    c.check(bool(voice) and same >= 0.95 * len(voice),
+            "the caller's voice reached the agent unchanged (the lead-in before the keys)",
+            f"{same} of {len(voice)} voice packets identical, {arrived} arrived")
+
     # What the agent's side received: telephone-events, and audio for multimon-ng.
     events = [r for r in agent_in if r["rtpevent.event_id"]]
     presses = []

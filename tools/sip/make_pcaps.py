@@ -6,7 +6,7 @@
 Writes, byte for byte the same on every run (fixed SSRCs, sequence and timestamp bases,
 capture times from epoch 1700000000):
 
-  caller-rfc4733.pcap  the caller: PCMU silence every 20 ms, and each key of KEYS as an RFC 4733
+  caller-rfc4733.pcap  the caller: PCMU every 20 ms (voice, then silence), and each key of KEYS as an RFC 4733
                        telephone-event on PT 101 (five updates 20 ms apart, the end packet
                        three times, volume -10 dBm0; audio pauses during the press, as the
                        testkit's Caller sends), then 100 ms of silence
@@ -16,8 +16,9 @@ capture times from epoch 1700000000):
                        modulated at 4 Hz) in PCMU, no DTMF in it
   manifest.json        durations, keys, and where the keys start (ms from the first packet)
 
-Each caller capture starts with LEAD_MS of silence (time for the harness to start a payment
-session once the call is up) and ends with TAIL_MS of silence. The default KEYS are what a
+Each caller capture starts with LEAD_MS of lead-in (time for the harness to start a payment
+session once the call is up): the caller's voice (the same buzz at 120 Hz) for all but its
+last second, then silence; it ends with TAIL_MS of silence. The default KEYS are what a
 tonegate payment session with the sandbox needs: card 4242424242424242, '#', expiry 1230, CVV
 123, postal code 94107, '#' (as `tonegate demo` keys them).
 
@@ -84,15 +85,15 @@ def tone_slot(key: str, first_sample: int) -> bytes:
     return bytes(out)
 
 
-def voice_slot(first_sample: int) -> bytes:
-    """20 ms of a buzz like voiced speech: harmonics 1-8 of 140 Hz falling 6 dB an octave,
+def voice_slot(first_sample: int, f0: float = 140.0) -> bytes:
+    """20 ms of a buzz like voiced speech: harmonics 1-8 of `f0` falling 6 dB an octave,
     amplitude modulated at 4 Hz (syllables), peaking near -15 dBm0."""
     a = amplitude(-15.0)
     out = bytearray()
     for n in range(first_sample, first_sample + SLOT_SAMPLES):
         t = n / RATE
         env = 0.5 * (1 - math.cos(2 * math.pi * 4 * t))
-        v = sum(math.sin(2 * math.pi * 140 * h * t + h) / h for h in range(1, 9)) / 2.0
+        v = sum(math.sin(2 * math.pi * f0 * h * t + h) / h for h in range(1, 9)) / 2.0
         out.append(ulaw(max(-32768, min(32767, round(a * env * v)))))
     return bytes(out)
 
@@ -123,8 +124,11 @@ def caller(keys: str, lead_ms: int, tail_ms: int, inband: bool) -> tuple[Stream,
         s.send(slot * SLOT_US, 0, False, s.ts + slot * SLOT_SAMPLES, payload)
         slot += 1
 
-    for _ in range(lead_ms // 20):
-        audio(SILENCE)
+    # The caller talks (a buzz at 120 Hz, not the agent's 140 Hz) for all but the last second
+    # of the lead-in: audio a proxy must pass, masking or not.
+    voice = max(lead_ms - 1000, 0) // 20
+    for i in range(lead_ms // 20):
+        audio(voice_slot(i * SLOT_SAMPLES, 120.0) if i < voice else SILENCE)
     for key in keys:
         starts.append(slot * 20)
         if inband:
@@ -197,6 +201,7 @@ def main() -> None:
             "packets": len(s.packets),
             "event_packets": sum(1 for _, b in s.packets if b[1] & 0x7F == EVENT_PT),
             "key_starts_ms": starts,
+            "voice_packets": max(a.lead_ms - 1000, 0) // 20,
         }
     duration = manifest["caller-rfc4733"]["duration_ms"]
     # The agent talks for most of the call, and stops before the caller does.
