@@ -23,9 +23,10 @@
 # multimon-ng decodes.
 #
 # Prints PASS or FAIL per check and a closing "sip-e2e: N passed, N failed"; exits 1 when any
-# check failed (a process that does not start is one), 2 on a usage error. Installs what is missing (Debian: kamailio,
-# sip-tester, tshark, multimon-ng, sox; rtpengine-daemon in rtpengine mode, never its kernel
-# module). tonegate mode runs $TONEGATE_BIN, or builds target/debug/tonegate with cargo.
+# check failed (a process that does not start is one), 2 on a usage error. Installs what is
+# missing (Debian: kamailio, sip-tester, tshark, multimon-ng, sox, iproute2, curl;
+# rtpengine-daemon in rtpengine mode, never its kernel module). tonegate mode runs
+# $TONEGATE_BIN, or builds target/debug/tonegate (or under $CARGO_TARGET_DIR) with cargo.
 # Every process it starts it stops on exit (TERM, then KILL after 5 s). About 40 s a run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,6 +62,8 @@ command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
 command -v tshark >/dev/null 2>&1 || need+=(tshark)
 command -v multimon-ng >/dev/null 2>&1 || need+=(multimon-ng)
 command -v sox >/dev/null 2>&1 || need+=(sox)
+command -v ss >/dev/null 2>&1 || need+=(iproute2)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 if [ "$proxy" = rtpengine ]; then
   # The userspace daemon only: no rtpengine-kernel-dkms, no recording daemon.
   command -v rtpengine >/dev/null 2>&1 || need+=(rtpengine-daemon)
