@@ -4,8 +4,9 @@
 # PyPI), builds the spandsp harness, then formatting, lints, the Rust tests (with the Q.24
 # conformance table beside spandsp and a three-minute talk-off run), the independent tshark
 # check of every fixture, a check that the fixture generators still produce the committed
-# fixtures byte for byte, and the masking report (three detectors on masked output, through
-# `tonegate mask` and a live relay call). CI runs exactly this (.ci/run).
+# fixtures byte for byte, the masking report (three detectors on masked output, through
+# `tonegate mask` and a live relay call), and a real SIP call through Kamailio driving
+# rtpengine and then tonegate over the ng protocol. CI runs exactly this (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -82,4 +83,9 @@ echo "== masking: the report (docs/masking.md); no detector recovers a digit, co
 bash scripts/masking-report.sh
 echo "== masking: collateral on all 82 minutes of the Debian prompts, per voice"
 cargo test --release --locked -q -p tonegate-media --test scrub_speech -- --ignored --nocapture
+echo "== SIP end to end: Kamailio and SIPp with rtpengine (the control), then with tonegate"
+# scripts/sip-e2e.sh installs kamailio, sip-tester and (for the control) rtpengine-daemon,
+# userspace only. tonegate mode runs the debug binary cargo test built above.
+bash scripts/sip-e2e.sh --media-proxy rtpengine
+TONEGATE_BIN="${CARGO_TARGET_DIR:-target}/debug/tonegate" bash scripts/sip-e2e.sh --media-proxy tonegate
 echo "== all tests passed"
