@@ -675,3 +675,100 @@ async fn a_ringing_call_waits_for_media_and_a_silent_one_ends_without_a_delete()
     assert!(t0.elapsed() >= Duration::from_secs(4));
     w.stop().await;
 }
+
+/// An outbound call (an agent or dialler calls the customer): the answerer keys the payment.
+/// With `caller=answerer` in the offer's flags, the answerer's leg is the one collected and
+/// masked, and the offerer's (the agent's) is relayed untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outbound_call_collects_and_masks_the_answerer_when_the_offer_says_so() {
+    let mut w = world("outbound").await;
+    let agent = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let customer = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let offer = kamailio(
+        "offer",
+        &sdp(agent.local_addr().unwrap()),
+        None,
+        &["caller=answerer"],
+    );
+    let offered = w.ng.request(&offer).await.unwrap();
+    let customer_to = SocketAddr::from((
+        [127, 0, 0, 1],
+        audio_port(ok(&offered).text_of("sdp").unwrap()),
+    ));
+    let answer = kamailio(
+        "answer",
+        &sdp(customer.local_addr().unwrap()),
+        Some(TO_TAG),
+        &[],
+    );
+    let answered = w.ng.request(&answer).await.unwrap();
+    let agent_to = SocketAddr::from((
+        [127, 0, 0, 1],
+        audio_port(ok(&answered).text_of("sdp").unwrap()),
+    ));
+    let (agent_heard, agent_reader) = record(agent.clone());
+    let (customer_heard, customer_reader) = record(customer.clone());
+    // The agent's voice goes to the customer untouched.
+    let voice = callee_speaks(&agent, agent_to, &mut 1, 5).await;
+    // Blocking DTMF names the customer's leg (the To tag); the agent's is refused.
+    let wrong =
+        w.ng.request(&command("block DTMF", &[])) // from-tag: the offerer, the agent
+            .await
+            .unwrap();
+    assert!(error_reason(&wrong).contains("offerer"), "{wrong:?}");
+    ok(&w
+        .ng
+        .request(&command(
+            "block DTMF",
+            &[("from-tag", Bencode::text(TO_TAG))],
+        ))
+        .await
+        .unwrap());
+    let mut keys = Caller::on(customer.clone(), customer_to, PACE);
+    keys.press("4242").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let to_agent: Vec<Vec<u8>> = agent_heard
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, p)| p.clone())
+        .collect();
+    assert!(
+        !to_agent.is_empty(),
+        "the customer's audio reaches the agent"
+    );
+    assert!(
+        to_agent.iter().all(|p| pt(p) != 101),
+        "no telephone-event of the customer's reaches the agent while DTMF is blocked"
+    );
+    // The keys were heard on the customer's leg (counted, never named).
+    let query = w.ng.request(&command("query", &[])).await.unwrap();
+    let tags = ok(&query).get("tags").unwrap();
+    let presses = |tag: &str| {
+        tags.get(tag)
+            .and_then(|t| t.get("medias"))
+            .and_then(Bencode::as_list)
+            .and_then(|m| m.first())
+            .and_then(|m| m.get("streams"))
+            .and_then(Bencode::as_list)
+            .and_then(|s| s.first())
+            .and_then(|s| s.get("stats"))
+            .and_then(|s| s.get("key presses"))
+            .and_then(Bencode::as_int)
+    };
+    assert_eq!(presses(TO_TAG), Some(4), "{query:?}");
+    assert_eq!(presses(FROM_TAG), None, "the agent's leg counts no keys");
+    agent_reader.abort();
+    customer_reader.abort();
+    let relayed: Vec<Vec<u8>> = customer_heard
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, p)| p.clone())
+        .collect();
+    assert_eq!(
+        relayed, voice,
+        "the agent's voice reached the customer as sent"
+    );
+    w.stop().await;
+}

@@ -87,6 +87,21 @@ pub struct Options {
     pub strip: Vec<String>,
     /// `transport-protocol`: `RTP/AVP` or `RTP/AVPF` (SRTP is refused when reading).
     pub transport: Option<String>,
+    /// `caller`: which side keys the payment (`offerer` or `answerer`; `caller=answerer` as a
+    /// Kamailio flag), for a call whose caller is the callee in SIP terms (an outbound call
+    /// from an agent or a dialler); default: the gateway's `ng_caller`.
+    pub caller: Option<CallerSide>,
+}
+
+/// The side of an ng call whose keys are collected and masked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallerSide {
+    /// The side that sent the first offer (the From tag): an inbound call.
+    #[default]
+    Offerer,
+    /// The side that answered it (the To tag): an outbound call.
+    Answerer,
 }
 
 impl Options {
@@ -130,6 +145,9 @@ pub enum RequestError {
     /// A transport tonegate does not know.
     #[error("transport-protocol `{0}`: tonegate relays RTP/AVP (and RTP/AVPF)")]
     UnknownTransport(String),
+    /// `caller` is neither side.
+    #[error("caller `{0}`: use `offerer` (the From tag's side) or `answerer` (the To tag's)")]
+    UnknownCaller(String),
 }
 
 /// A request, with what was not understood in it.
@@ -363,6 +381,14 @@ impl Reader {
                 self.options.media_address = value.as_str().and_then(|a| a.parse().ok())
             }
             "transport-protocol" => self.transport = text(),
+            "caller" => {
+                let side = text().unwrap_or_default();
+                self.options.caller = Some(match normalise(&side).as_str() {
+                    "offerer" | "from-tag" => CallerSide::Offerer,
+                    "answerer" | "to-tag" => CallerSide::Answerer,
+                    _ => return Err(RequestError::UnknownCaller(side)),
+                });
+            }
             "limit" => {
                 self.limit = value
                     .as_int()

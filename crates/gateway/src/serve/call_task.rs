@@ -70,6 +70,25 @@ pub(super) enum Role {
     Agent,
 }
 
+impl Role {
+    /// The offerer's role in an ng call.
+    pub(super) fn of_offerer(caller_is_offerer: bool) -> Role {
+        if caller_is_offerer {
+            Role::Caller
+        } else {
+            Role::Agent
+        }
+    }
+
+    /// The other side's.
+    pub(super) fn other(self) -> Role {
+        match self {
+            Role::Caller => Role::Agent,
+            Role::Agent => Role::Caller,
+        }
+    }
+}
+
 /// What a call's sockets are.
 pub(super) struct CallMedia {
     /// The caller's leg: its RTP goes through the call.

@@ -63,6 +63,10 @@ pub struct ServeConfig {
     /// dropped, in seconds (default 3600, rtpengine's `offer-timeout`); once answered,
     /// `no_media_timeout_seconds` applies.
     pub ng_offer_timeout_seconds: u64,
+    /// ng calls: whose keys are collected and masked, `offerer` (default: the From tag's side,
+    /// an inbound call) or `answerer` (an outbound call); per call, the ng key `caller`
+    /// (`TONEGATE_NG_CALLER`).
+    pub ng_caller: crate::ng::request::CallerSide,
 }
 
 impl Default for ServeConfig {
@@ -89,6 +93,7 @@ impl Default for ServeConfig {
             mask_replacement: MaskReplacement::Silence,
             ng_listen: None,
             ng_offer_timeout_seconds: 3600,
+            ng_caller: crate::ng::request::CallerSide::Offerer,
         }
     }
 }
@@ -216,6 +221,13 @@ impl ServeConfig {
         }
         if let Some(v) = env("TONEGATE_DATA_DIR") {
             config.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = env("TONEGATE_NG_CALLER") {
+            config.ng_caller = match v.as_str() {
+                "offerer" => crate::ng::request::CallerSide::Offerer,
+                "answerer" => crate::ng::request::CallerSide::Answerer,
+                _ => anyhow::bail!("TONEGATE_NG_CALLER `{v}`: use offerer or answerer"),
+            };
         }
         if let Some(v) = env("TONEGATE_NG_LISTEN") {
             config.ng_listen = Some(

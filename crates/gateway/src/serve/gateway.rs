@@ -44,6 +44,8 @@ pub(super) struct NgCall {
     pub(super) offerer_local: SocketAddr,
     /// Where the answerer sends its media (written in the offers it gets).
     pub(super) answerer_local: SocketAddr,
+    /// Whether the offerer is the caller (whose keys are collected); else the answerer is.
+    pub(super) caller_is_offerer: bool,
     /// When the offer came.
     pub(super) created: SystemTime,
     /// When the last offer or answer came.

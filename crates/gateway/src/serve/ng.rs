@@ -27,7 +27,7 @@ use super::leg::{Leg, LegStats};
 use crate::metrics::CommandLabels;
 use crate::ng::bencode::{self, Value};
 use crate::ng::cache::ReplyCache;
-use crate::ng::request::{Media, Options, Parsed, Request};
+use crate::ng::request::{CallerSide, Media, Options, Parsed, Request};
 use crate::ng::{error_answer, frame, ok_answer, split};
 use crate::sdp::{anchor, Anchored, Rewrite};
 
@@ -191,14 +191,17 @@ async fn offer(g: &Arc<Gateway>, media: Media) -> Result<Value, String> {
                 c.offerer_local,
                 c.answerer_local,
                 c.commands.clone(),
+                c.caller_is_offerer,
             )
         })
     };
-    if let Some((offerer, answerer, offerer_local, answerer_local, commands)) = known {
+    if let Some((offerer, answerer, offerer_local, answerer_local, commands, caller_is_offerer)) =
+        known
+    {
         let (leg, local) = if media.from_tag == offerer {
-            (Role::Caller, answerer_local)
+            (Role::of_offerer(caller_is_offerer), answerer_local)
         } else if answerer.as_deref() == Some(media.from_tag.as_str()) {
-            (Role::Agent, offerer_local)
+            (Role::of_offerer(caller_is_offerer).other(), offerer_local)
         } else {
             return Err(format!(
                 "call-id `{}` is anchored between from-tag `{offerer}` and to-tag `{}`; an offer \
@@ -223,11 +226,13 @@ async fn offer(g: &Arc<Gateway>, media: Media) -> Result<Value, String> {
     if g.draining.load(std::sync::atomic::Ordering::SeqCst) {
         return Err("the gateway is shutting down: new calls are refused".into());
     }
-    let caller_socket = bind_rtp(g).await?;
-    let agent_socket = bind_rtp(g).await?;
-    let offerer_local = caller_socket.local_addr().map_err(|e| e.to_string())?;
-    let answerer_local = agent_socket.local_addr().map_err(|e| e.to_string())?;
-    // The offer goes to the answerer: it points the answerer at the agent leg's socket.
+    let caller_is_offerer =
+        media.options.caller.unwrap_or(g.config.ng_caller) == CallerSide::Offerer;
+    let offerer_socket = bind_rtp(g).await?;
+    let answerer_socket = bind_rtp(g).await?;
+    let offerer_local = offerer_socket.local_addr().map_err(|e| e.to_string())?;
+    let answerer_local = answerer_socket.local_addr().map_err(|e| e.to_string())?;
+    // The offer goes to the answerer: it points the answerer at the socket facing it.
     let anchored = anchor(&media.sdp, answerer_local, &how).map_err(|e| e.to_string())?;
     let mut config = CallConfig {
         mode: MediaMode::Anchored,
@@ -257,9 +262,17 @@ async fn offer(g: &Arc<Gateway>, media: Media) -> Result<Value, String> {
     };
     config.audio.pcmu_payload_types = codec("PCMU");
     config.audio.pcma_payload_types = codec("PCMA");
+    // The offerer's address is known from the offer; the answerer's comes with the answer.
+    let offerer = Leg::new(offerer_socket, true, remote(&anchored, &media.options));
+    let answerer = Leg::new(answerer_socket, true, None);
+    let (caller, agent, caller_local) = if caller_is_offerer {
+        (offerer, answerer, offerer_local)
+    } else {
+        (answerer, offerer, answerer_local)
+    };
     let media_sockets = CallMedia {
-        caller: Leg::new(caller_socket, true, remote(&anchored, &media.options)),
-        agent: Some(Leg::new(agent_socket, true, None)),
+        caller,
+        agent: Some(agent),
         sip_call_id: Some(media.call_id.clone()),
         media_timeout: Some(Duration::from_secs(g.config.no_media_timeout_seconds)),
     };
@@ -269,7 +282,7 @@ async fn offer(g: &Arc<Gateway>, media: Media) -> Result<Value, String> {
         id.clone(),
         CallHandle {
             commands: tx.clone(),
-            rtp: offerer_local,
+            rtp: caller_local,
         },
     );
     let now = SystemTime::now();
@@ -281,6 +294,7 @@ async fn offer(g: &Arc<Gateway>, media: Media) -> Result<Value, String> {
             answerer_tag: None,
             offerer_local,
             answerer_local,
+            caller_is_offerer,
             created: now,
             last_signal: now,
             commands: tx.clone(),
@@ -313,15 +327,16 @@ async fn answer_media(g: &Arc<Gateway>, media: Media) -> Result<Value, String> {
                 no_call(&media.call_id)
             ));
         };
+        let offerer_role = Role::of_offerer(c.caller_is_offerer);
         if to_tag == c.offerer_tag {
-            // The caller answers a re-INVITE from the callee: the answer goes to the callee.
-            (Role::Caller, c.answerer_local, c.commands.clone())
+            // The offerer answers a re-INVITE from the answerer: the answer goes to the answerer.
+            (offerer_role, c.answerer_local, c.commands.clone())
         } else if media.from_tag == c.offerer_tag
             || c.answerer_tag.as_deref() == Some(&media.from_tag)
         {
             // The callee answers (a later answer, from another fork, replaces an earlier).
             c.answerer_tag = Some(to_tag.clone());
-            (Role::Agent, c.offerer_local, c.commands.clone())
+            (offerer_role.other(), c.offerer_local, c.commands.clone())
         } else {
             return Err(format!(
                 "call-id `{}` was offered by from-tag `{}`; an answer from `{}` to `{to_tag}` \
@@ -453,11 +468,17 @@ fn tag(tag: &str, other: &str, created: SystemTime, leg: &LegStats, keys: Option
 /// Fills a `query` (or `delete`) answer: times, the legs by tag, totals.
 fn describe(answer: &mut Value, entry: &NgCall, stats: &CallStats) {
     let answerer = entry.answerer_tag.as_deref().unwrap_or("");
+    // Each tag with its side's leg; key presses are counted on the caller's only.
+    let (caller_tag, agent_tag) = if entry.caller_is_offerer {
+        (entry.offerer_tag.as_str(), answerer)
+    } else {
+        (answerer, entry.offerer_tag.as_str())
+    };
     let mut tags = Value::dict([(
-        entry.offerer_tag.as_str(),
+        caller_tag,
         tag(
-            &entry.offerer_tag,
-            answerer,
+            caller_tag,
+            agent_tag,
             entry.created,
             &stats.caller,
             Some(stats.key_presses),
@@ -465,8 +486,8 @@ fn describe(answer: &mut Value, entry: &NgCall, stats: &CallStats) {
     )]);
     if let Some(agent) = &stats.agent {
         tags.insert(
-            answerer,
-            tag(answerer, &entry.offerer_tag, entry.created, agent, None),
+            agent_tag,
+            tag(agent_tag, caller_tag, entry.created, agent, None),
         );
     }
     let legs = std::iter::once(&stats.caller).chain(stats.agent.as_ref());
@@ -590,16 +611,21 @@ fn block_dtmf(
     let ng_calls = g.ng_calls.lock().expect("not poisoned");
     let entry = ng_calls.get(call_id).ok_or_else(|| no_call(call_id))?;
     if let Some(tag) = from_tag {
-        if tag != entry.offerer_tag {
-            let whose = if entry.answerer_tag.as_deref() == Some(tag) {
-                "is the answerer's leg, which tonegate relays untouched"
+        let answerer = entry.answerer_tag.as_deref();
+        let (caller, agent, agent_side) = if entry.caller_is_offerer {
+            (Some(entry.offerer_tag.as_str()), answerer, "answerer")
+        } else {
+            (answerer, Some(entry.offerer_tag.as_str()), "offerer")
+        };
+        if Some(tag) != caller {
+            let whose = if Some(tag) == agent {
+                format!("is the {agent_side}'s leg, the agent's, which tonegate relays untouched")
             } else {
-                "names no leg of the call"
+                "names no leg of the call".to_owned()
             };
             return Err(format!(
-                "from-tag `{tag}` {whose}: tonegate blocks DTMF from the caller (from-tag `{}`) \
-                 only",
-                entry.offerer_tag
+                "from-tag `{tag}` {whose}: tonegate blocks DTMF from the caller (tag `{}`) only",
+                caller.unwrap_or("not answered yet")
             ));
         }
     }
