@@ -175,6 +175,16 @@ fn record(socket: Arc<UdpSocket>) -> (Heard, tokio::task::JoinHandle<()>) {
     (heard, task)
 }
 
+/// The datagrams heard so far, in order.
+fn datagrams(heard: &Heard) -> Vec<Vec<u8>> {
+    heard
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, p)| p.clone())
+        .collect()
+}
+
 fn ssrc(p: &[u8]) -> u32 {
     u32::from_be_bytes([p[8], p[9], p[10], p[11]])
 }
@@ -591,12 +601,7 @@ async fn block_dtmf_masks_on_demand_and_delete_hangs_up_the_session() {
     assert!(error_reason(&fatal).contains("no call"));
     callee_reader.abort();
     caller_reader.abort();
-    let relayed: Vec<Vec<u8>> = caller_heard
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(_, p)| p.clone())
-        .collect();
+    let relayed: Vec<Vec<u8>> = datagrams(&caller_heard);
     assert_eq!(
         relayed, voice,
         "the callee's voice reached the caller as it was sent"
@@ -727,12 +732,7 @@ async fn an_outbound_call_collects_and_masks_the_answerer_when_the_offer_says_so
     let mut keys = Caller::on(customer.clone(), customer_to, PACE);
     keys.press("4242").await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let to_agent: Vec<Vec<u8>> = agent_heard
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(_, p)| p.clone())
-        .collect();
+    let to_agent: Vec<Vec<u8>> = datagrams(&agent_heard);
     assert!(
         !to_agent.is_empty(),
         "the customer's audio reaches the agent"
@@ -760,12 +760,7 @@ async fn an_outbound_call_collects_and_masks_the_answerer_when_the_offer_says_so
     assert_eq!(presses(FROM_TAG), None, "the agent's leg counts no keys");
     agent_reader.abort();
     customer_reader.abort();
-    let relayed: Vec<Vec<u8>> = customer_heard
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(_, p)| p.clone())
-        .collect();
+    let relayed: Vec<Vec<u8>> = datagrams(&customer_heard);
     assert_eq!(
         relayed, voice,
         "the agent's voice reached the customer as sent"
