@@ -75,6 +75,15 @@ pub struct Anchored {
     pub telephone_event: Vec<u8>,
     /// RFC 2198 red payload types kept (8 kHz).
     pub red: Vec<u8>,
+    /// Where the SDP's sender receives its RTCP when it does not mux: its `a=rtcp:` (RFC 3605,
+    /// the address defaulting to the stream's), else the RTP port + 1 (RFC 3550 §11); `None`
+    /// when [`Anchored::remote`] is.
+    pub rtcp: Option<SocketAddr>,
+    /// Whether the SDP as it came carries `a=rtcp-mux`.
+    pub rtcp_mux: bool,
+    /// Whether the SDP passed on carries `a=rtcp-mux` (after [`Rewrite::rtcp_mux_offer`] and
+    /// [`Rewrite::rtcp_mux_remove`]).
+    pub rtcp_mux_passed: bool,
 }
 
 /// ICE attributes: tonegate is no ICE agent, and a candidate left in the SDP is a path that
@@ -99,8 +108,8 @@ const ICE_ATTRIBUTES: &[&str] = &[
 ///   tonegate hears: PCMU (0), PCMA (8), telephone-event and red at 8 kHz, comfort noise (13),
 ///   less [`Rewrite::strip`] — so the call settles on G.711 and no key can hide in a codec
 ///   tonegate cannot decode; `rtpmap`, `fmtp` and `rtcp-fb` lines of formats taken out go too;
-/// - ICE attributes, `a=rtcp:` (a separate RTCP port tonegate does not bind; RTCP goes through
-///   with rtcp-mux), and SDES/DTLS keys go; other media streams (video, a second audio) are
+/// - ICE attributes, `a=rtcp:` (tonegate's RTCP socket is always `local`'s port + 1, which the
+///   RFC 3550 default already says), and SDES/DTLS keys go; other media streams (video, a second audio) are
 ///   rejected with port 0, since tonegate relays one audio stream per call;
 /// - everything else (direction attributes, `ptime`, ...) is kept as it was.
 ///
@@ -216,6 +225,13 @@ pub fn anchor(sdp: &str, local: SocketAddr, how: &Rewrite<'_>) -> Result<Anchore
     let remote = address
         .filter(|ip| !ip.is_unspecified() && port != 0)
         .map(|ip| SocketAddr::new(ip, port));
+    let rtcp = remote.map(|remote| {
+        section_lines(anchored)
+            .iter()
+            .find_map(|l| rtcp_attribute(l, remote.ip()))
+            .unwrap_or_else(|| SocketAddr::new(remote.ip(), remote.port().saturating_add(1)))
+    });
+    let rtcp_mux = section_lines(anchored).contains(&"a=rtcp-mux");
 
     let dropped_format = |line: &str| {
         ["a=rtpmap:", "a=fmtp:", "a=rtcp-fb:"].iter().any(|prefix| {
@@ -281,6 +297,7 @@ pub fn anchor(sdp: &str, local: SocketAddr, how: &Rewrite<'_>) -> Result<Anchore
     }
     if how.rtcp_mux_offer && !how.rtcp_mux_remove && !has_rtcp_mux {
         out.insert(anchored_end, "a=rtcp-mux".to_owned());
+        has_rtcp_mux = true;
     }
     let mut text = out.join("\r\n");
     text.push_str("\r\n");
@@ -290,7 +307,22 @@ pub fn anchor(sdp: &str, local: SocketAddr, how: &Rewrite<'_>) -> Result<Anchore
         audio,
         telephone_event,
         red,
+        rtcp,
+        rtcp_mux,
+        rtcp_mux_passed: has_rtcp_mux,
     })
+}
+
+/// An `a=rtcp:PORT [IN IP4 addr]` line (RFC 3605): where RTCP goes, the address defaulting to
+/// `stream` (the stream's connection address).
+fn rtcp_attribute(line: &str, stream: IpAddr) -> Option<SocketAddr> {
+    let mut fields = line.strip_prefix("a=rtcp:")?.split_whitespace();
+    let port: u16 = fields.next()?.parse().ok().filter(|&p| p != 0)?;
+    let ip = match (fields.next(), fields.next(), fields.next()) {
+        (Some("IN"), Some("IP4" | "IP6"), Some(address)) => address.parse().ok()?,
+        _ => stream,
+    };
+    Some(SocketAddr::new(ip, port))
 }
 
 impl Offer {
@@ -412,6 +444,27 @@ mod tests {
         a=fmtp:101 0-16\r\na=rtcp:49171\r\na=ice-pwd:x9cml\r\n\
         a=candidate:1 1 UDP 2130706431 198.51.100.8 49170 typ host\r\na=sendrecv\r\na=ptime:20\r\n\
         m=video 51372 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n";
+
+    #[test]
+    fn where_the_sender_receives_rtcp_is_its_rtcp_attribute_else_the_port_above() {
+        let local: SocketAddr = "203.0.113.1:30000".parse().unwrap();
+        let a = anchor(PHONE_OFFER, local, &Rewrite::default()).unwrap();
+        assert_eq!(a.rtcp, Some("198.51.100.8:49171".parse().unwrap()));
+        assert!(!a.rtcp_mux && !a.rtcp_mux_passed);
+        let elsewhere = PHONE_OFFER.replace("a=rtcp:49171", "a=rtcp:53020 IN IP4 192.0.2.9");
+        let a = anchor(&elsewhere, local, &Rewrite::default()).unwrap();
+        assert_eq!(a.rtcp, Some("192.0.2.9:53020".parse().unwrap()));
+        let default = PHONE_OFFER.replace("a=rtcp:49171\r\n", "a=rtcp-mux\r\n");
+        let a = anchor(&default, local, &Rewrite::default()).unwrap();
+        assert_eq!(a.rtcp, Some("198.51.100.8:49171".parse().unwrap()));
+        assert!(a.rtcp_mux && a.rtcp_mux_passed);
+        let offered = Rewrite {
+            rtcp_mux_offer: true,
+            ..Rewrite::default()
+        };
+        let a = anchor(PHONE_OFFER, local, &offered).unwrap();
+        assert!(!a.rtcp_mux && a.rtcp_mux_passed);
+    }
 
     #[test]
     fn an_anchored_sdp_points_the_other_side_at_tonegate_with_what_tonegate_hears() {

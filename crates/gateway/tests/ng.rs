@@ -2,7 +2,8 @@
 //! 127.0.0.1: an offer and an answer with real SDP, RTP both ways between two UDP sockets
 //! playing the caller and the callee (the agent's side), a payment session started through
 //! the agent API by SIP Call-ID, key presses as RFC 4733 events and as tones, a hijacker on
-//! another port, retransmissions, malformed requests, and the delete.
+//! another port, retransmissions, malformed requests, and the delete; RTCP on the port above
+//! RTP (no rtcp-mux) relayed both ways and latched, and the RTP and RTCP port pairs taken.
 
 mod common;
 
@@ -84,7 +85,7 @@ impl World {
 }
 
 /// An SDP as a phone on 127.0.0.1 sends it, receiving at `at`, with an ICE candidate and a
-/// separate RTCP port that tonegate must take out.
+/// separate RTCP port (the one above) that tonegate reads and takes out.
 fn sdp(at: SocketAddr) -> String {
     format!(
         "v=0\r\no=- 3912 3912 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
@@ -765,5 +766,185 @@ async fn an_outbound_call_collects_and_masks_the_answerer_when_the_offer_says_so
         relayed, voice,
         "the agent's voice reached the customer as sent"
     );
+    w.stop().await;
+}
+
+/// An RTP socket on an even port and its RTCP socket on the port above, as a phone that does
+/// not mux binds them; the system gives ports until one's neighbour is free (bounded).
+async fn rtp_and_rtcp() -> (Arc<UdpSocket>, Arc<UdpSocket>) {
+    for _ in 0..64 {
+        let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let port = rtp.local_addr().unwrap().port();
+        if port % 2 != 0 {
+            continue;
+        }
+        if let Ok(rtcp) = UdpSocket::bind(SocketAddr::from(([127, 0, 0, 1], port + 1))).await {
+            return (Arc::new(rtp), Arc::new(rtcp));
+        }
+    }
+    panic!("no free even port with a free neighbour on 127.0.0.1");
+}
+
+/// An RTCP sender report (RFC 3550 §6.4.1, no report blocks) from `ssrc`, its `n`th.
+fn sender_report(ssrc: u32, n: u32) -> Vec<u8> {
+    let mut p = vec![0x80, 200, 0, 6];
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(&(0xE000_0000u64 + u64::from(n)).to_be_bytes()); // NTP timestamp
+    p.extend_from_slice(&(n * 160).to_be_bytes()); // RTP timestamp
+    p.extend_from_slice(&n.to_be_bytes()); // packets sent
+    p.extend_from_slice(&(n * 160).to_be_bytes()); // octets sent
+    p
+}
+
+/// What a recorder heard, once it heard `n` datagrams or the limit passed.
+async fn heard_at_least(heard: &Heard, n: usize) -> Vec<Vec<u8>> {
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let got: Vec<Vec<u8>> = heard
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, p)| p.clone())
+            .collect();
+        if got.len() >= n || Instant::now() > until {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtcp_on_the_port_above_is_relayed_both_ways_untouched_and_latched() {
+    let mut w = world("rtcp").await;
+    let (caller, caller_rtcp) = rtp_and_rtcp().await;
+    let (callee, callee_rtcp) = rtp_and_rtcp().await;
+    let offer = kamailio("offer", &sdp(caller.local_addr().unwrap()), None, &[]);
+    let offered = w.ng.request(&offer).await.unwrap();
+    let offered_sdp = ok(&offered).text_of("sdp").unwrap().to_owned();
+    let answer = kamailio(
+        "answer",
+        &sdp(callee.local_addr().unwrap()),
+        Some(TO_TAG),
+        &[],
+    );
+    let answered = w.ng.request(&answer).await.unwrap();
+    let answered_sdp = ok(&answered).text_of("sdp").unwrap().to_owned();
+    // No a=rtcp: written: tonegate's RTCP is where the RFC 3550 default puts it.
+    for sdp in [&offered_sdp, &answered_sdp] {
+        assert!(!sdp.contains("a=rtcp:"), "{sdp}");
+        assert!(!sdp.contains("a=rtcp-mux"), "{sdp}");
+        assert_eq!(audio_port(sdp) % 2, 0, "RTP on an even port: {sdp}");
+    }
+    let caller_rtcp_to = SocketAddr::from(([127, 0, 0, 1], audio_port(&answered_sdp) + 1));
+    let callee_rtcp_to = SocketAddr::from(([127, 0, 0, 1], audio_port(&offered_sdp) + 1));
+    let (at_caller, caller_reader) = record(caller_rtcp.clone());
+    let (at_callee, callee_reader) = record(callee_rtcp.clone());
+    let (from_caller, from_callee): (Vec<_>, Vec<_>) = (1..=3)
+        .map(|n| (sender_report(0xCA11_E000, n), sender_report(CALLEE_SSRC, n)))
+        .unzip();
+    for (up, down) in from_caller.iter().zip(&from_callee) {
+        caller_rtcp.send_to(up, caller_rtcp_to).await.unwrap();
+        callee_rtcp.send_to(down, callee_rtcp_to).await.unwrap();
+        tokio::time::sleep(PACE).await;
+    }
+    assert_eq!(
+        heard_at_least(&at_callee, 3).await,
+        from_caller,
+        "the caller's sender reports reach the callee's RTCP port as sent"
+    );
+    assert_eq!(
+        heard_at_least(&at_caller, 3).await,
+        from_callee,
+        "the callee's sender reports reach the caller's RTCP port as sent"
+    );
+    // Each RTCP socket is latched: a report from anyone else goes nowhere.
+    let hijacker = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let forged = sender_report(HIJACKER_SSRC, 9);
+    hijacker.send_to(&forged, caller_rtcp_to).await.unwrap();
+    hijacker.send_to(&forged, callee_rtcp_to).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    caller_reader.abort();
+    callee_reader.abort();
+    assert_eq!(
+        at_callee.lock().unwrap().len(),
+        3,
+        "the forged report was refused"
+    );
+    assert_eq!(
+        at_caller.lock().unwrap().len(),
+        3,
+        "the forged report was refused"
+    );
+    // Counted per leg: three reports each, and one foreign datagram each.
+    let query = w.ng.request(&command("query", &[])).await.unwrap();
+    let totals = ok(&query).get("totals").unwrap();
+    assert_eq!(
+        totals
+            .get("RTCP")
+            .and_then(|r| r.get("packets"))
+            .and_then(Bencode::as_int),
+        Some(6),
+        "{query:?}"
+    );
+    let foreign = |tag: &str| {
+        ok(&query)
+            .get("tags")
+            .and_then(|t| t.get(tag))
+            .and_then(|t| t.get("medias"))
+            .and_then(Bencode::as_list)
+            .and_then(|m| m.first())
+            .and_then(|m| m.get("streams"))
+            .and_then(Bencode::as_list)
+            .and_then(|s| s.first())
+            .and_then(|s| s.get("stats"))
+            .and_then(|s| s.get("foreign"))
+            .and_then(Bencode::as_int)
+    };
+    assert_eq!(foreign(FROM_TAG), Some(1), "{query:?}");
+    assert_eq!(foreign(TO_TAG), Some(1), "{query:?}");
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ng_legs_take_even_ports_of_rtp_ports_whose_neighbour_is_free() {
+    // Six free ports, found by binding and letting go; the second is then held, as another
+    // program's RTCP would be.
+    let first = (0..200)
+        .map(|i| 47000 + 6 * ((std::process::id() as u16 % 300) + i))
+        .find(|&p| (p..p + 6).all(|q| std::net::UdpSocket::bind(("127.0.0.1", q)).is_ok()))
+        .expect("six free ports");
+    let _taken = std::net::UdpSocket::bind(("127.0.0.1", first + 1)).unwrap();
+    let range = format!("{first}-{}", first + 5);
+    let mut w = world_with("ports", |c| ServeConfig {
+        rtp_ports: Some(range.parse().unwrap()),
+        ..c
+    })
+    .await;
+    let (caller, callee) = (rtp_and_rtcp().await.0, rtp_and_rtcp().await.0);
+    let offer = kamailio("offer", &sdp(caller.local_addr().unwrap()), None, &[]);
+    let offered = w.ng.request(&offer).await.unwrap();
+    let answer = kamailio(
+        "answer",
+        &sdp(callee.local_addr().unwrap()),
+        Some(TO_TAG),
+        &[],
+    );
+    let answered = w.ng.request(&answer).await.unwrap();
+    let mut ports = [
+        audio_port(ok(&offered).text_of("sdp").unwrap()),
+        audio_port(ok(&answered).text_of("sdp").unwrap()),
+    ];
+    ports.sort_unstable();
+    assert_eq!(
+        ports,
+        [first + 2, first + 4],
+        "{first} is skipped: its RTCP neighbour is taken"
+    );
+    for rtcp in [first + 3, first + 5] {
+        assert!(
+            std::net::UdpSocket::bind(("127.0.0.1", rtcp)).is_err(),
+            "tonegate holds {rtcp} for RTCP"
+        );
+    }
     w.stop().await;
 }

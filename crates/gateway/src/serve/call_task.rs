@@ -6,7 +6,8 @@
 //! An anchored call (the ng protocol) has two legs, each latched to its first source
 //! ([`Leg`]): what the caller sends goes through the [`Call`] (heard, collected, masked) and
 //! out of the agent's socket; what the agent's leg sends goes out of the caller's socket as it
-//! came.
+//! came. RTCP on a leg's own RTCP socket (no rtcp-mux) goes out of the other leg's, as it came
+//! ([`Leg::rtcp_route`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -49,6 +50,17 @@ pub(super) enum CallCommand {
         leg: Role,
         /// Its address, `None` when the SDP gives none (on hold).
         address: Option<SocketAddr>,
+        /// Where it receives RTCP when it does not mux.
+        rtcp: Option<SocketAddr>,
+        /// Whether its SDP says it muxes RTCP (an offer's is settled by the answer).
+        rtcp_mux: bool,
+    },
+    /// Anchored calls: the answer to a leg's offer says whether RTCP is muxed.
+    RtcpMuxAnswered {
+        /// The offerer's leg.
+        leg: Role,
+        /// Whether the answer it gets carries `a=rtcp-mux`.
+        mux: bool,
     },
     /// Force masking on (`block DTMF`) or stop forcing it.
     BlockDtmf(bool),
@@ -114,6 +126,49 @@ pub(super) struct CallStats {
     pub(super) key_presses: u64,
 }
 
+impl CallMedia {
+    /// The leg of `role`, if the call has it.
+    fn leg_mut(&mut self, role: Role) -> Option<&mut Leg> {
+        match role {
+            Role::Caller => Some(&mut self.caller),
+            Role::Agent => self.agent.as_mut(),
+        }
+    }
+}
+
+/// Receives on `leg`'s RTCP socket, or never when there is no such socket.
+async fn receive_rtcp(leg: Option<&Leg>, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+    match leg.and_then(Leg::rtcp_socket) {
+        Some(socket) => socket.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// RTCP heard on `from`'s RTCP socket goes, untouched, to the other leg as it takes RTCP.
+async fn relay_rtcp(
+    gateway: &Gateway,
+    id: &str,
+    from: &mut Leg,
+    to: Option<&Leg>,
+    source: SocketAddr,
+    datagram: &[u8],
+) {
+    match from.heard_rtcp(source, datagram) {
+        Heard::Foreign => {
+            gateway.metrics.rtp_foreign_source.inc();
+            tracing::debug!(call = %id, from = %source, "RTCP from a foreign source refused");
+        }
+        Heard::NotMedia => {
+            gateway.metrics.rtp_refused.inc();
+        }
+        Heard::Accepted => {
+            if let Some((socket, at)) = to.and_then(Leg::rtcp_route) {
+                let _ = socket.send_to(datagram, at).await;
+            }
+        }
+    }
+}
+
 /// Receives on `leg`'s socket, or never when there is no such leg.
 async fn receive(leg: Option<&Leg>, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
     match leg {
@@ -132,6 +187,8 @@ pub(super) async fn run_call(
 ) {
     let mut buf = vec![0u8; 2048];
     let mut agent_buf = vec![0u8; 2048];
+    let mut rtcp_buf = vec![0u8; 2048];
+    let mut agent_rtcp_buf = vec![0u8; 2048];
     let mut function: Option<Arc<Function>> = None;
     let mut in_flight = 0usize;
     let mut counted = CallCounters::default();
@@ -185,6 +242,16 @@ pub(super) async fn run_call(
                     }
                 }
             }
+            received = receive_rtcp(Some(&media.caller), &mut rtcp_buf) => {
+                if let Ok((n, from)) = received {
+                    relay_rtcp(&gateway, &id, &mut media.caller, media.agent.as_ref(), from, &rtcp_buf[..n]).await;
+                }
+            }
+            received = receive_rtcp(media.agent.as_ref(), &mut agent_rtcp_buf) => {
+                if let (Ok((n, from)), Some(agent)) = (received, media.agent.as_mut()) {
+                    relay_rtcp(&gateway, &id, agent, Some(&media.caller), from, &agent_rtcp_buf[..n]).await;
+                }
+            }
             command = inbox.recv() => {
                 let Some(command) = command else { break };
                 let now = Instant::now();
@@ -228,14 +295,17 @@ pub(super) async fn run_call(
                     CallCommand::ShutDown => {
                         let _ = call.handle_input(now, CallInput::ShutDown);
                     }
-                    CallCommand::Advertise { leg, address } => match leg {
-                        Role::Caller => media.caller.advertise(address),
-                        Role::Agent => {
-                            if let Some(agent) = media.agent.as_mut() {
-                                agent.advertise(address);
-                            }
+                    CallCommand::Advertise { leg, address, rtcp, rtcp_mux } => {
+                        if let Some(leg) = media.leg_mut(leg) {
+                            leg.advertise(address);
+                            leg.advertise_rtcp(rtcp, rtcp_mux);
                         }
-                    },
+                    }
+                    CallCommand::RtcpMuxAnswered { leg, mux } => {
+                        if let Some(leg) = media.leg_mut(leg) {
+                            leg.answered_rtcp_mux(mux);
+                        }
+                    }
                     CallCommand::BlockDtmf(on) => {
                         let _ = call.handle_input(now, CallInput::BlockDtmf(on));
                     }

@@ -384,3 +384,62 @@ pub(super) async fn bind_rtp(g: &Gateway) -> Result<UdpSocket, String> {
         "no free RTP port: all {count} even ports of rtp_ports {range} on {ip} are in use"
     ))
 }
+
+/// How many times [`bind_rtp_pair`] asks the system for a port before it gives up, without
+/// `rtp_ports`: each try fails only when the port next to the one given is taken.
+const PAIR_ATTEMPTS: usize = 32;
+
+/// Two UDP sockets for an anchored leg on `rtp_ip`: RTP on an even port and RTCP on the port
+/// above (RFC 3550 §11), so that an endpoint that does not mux RTCP and reads no `a=rtcp:`
+/// finds tonegate's RTCP where it looks. With `rtp_ports`, its next even port whose odd
+/// neighbour is free (the odd port above the range's last even one may lie just outside it);
+/// without, ports the system gives, until one's neighbour is free too, a bounded number of
+/// times. The error says why no pair could be had.
+pub(super) async fn bind_rtp_pair(g: &Gateway) -> Result<(UdpSocket, UdpSocket), String> {
+    let ip = g.config.rtp_ip;
+    let bind = |port: u16| UdpSocket::bind(SocketAddr::new(ip, port));
+    let Some(range) = g.config.rtp_ports else {
+        for _ in 0..PAIR_ATTEMPTS {
+            let given = bind(0)
+                .await
+                .map_err(|e| format!("no RTP port on {ip}: {e}"))?;
+            let port = given
+                .local_addr()
+                .map_err(|e| format!("no RTP port on {ip}: {e}"))?
+                .port();
+            if port % 2 == 0 {
+                // An even port is at most 65534: the one above exists.
+                if let Ok(rtcp) = bind(port + 1).await {
+                    return Ok((given, rtcp));
+                }
+            } else if port > 1 {
+                // An odd port given is the RTCP half of the pair below it.
+                if let Ok(rtp) = bind(port - 1).await {
+                    return Ok((rtp, given));
+                }
+            }
+        }
+        return Err(format!(
+            "no RTP and RTCP port pair on {ip}: {PAIR_ATTEMPTS} ports given had their neighbour taken"
+        ));
+    };
+    let count = range.even_count();
+    for _ in 0..count {
+        let i = g.next_rtp_port.fetch_add(1, Ordering::Relaxed) as usize % count;
+        let port = range.even_port(i).expect("i < count");
+        let rtp = match bind(port).await {
+            Ok(socket) => socket,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+            Err(e) => return Err(format!("no RTP port on {ip}:{port}: {e}")),
+        };
+        match bind(port + 1).await {
+            Ok(rtcp) => return Ok((rtp, rtcp)),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+            Err(e) => return Err(format!("no RTCP port on {ip}:{}: {e}", port + 1)),
+        }
+    }
+    Err(format!(
+        "no free RTP and RTCP port pair: all {count} even ports of rtp_ports {range} on {ip} \
+         or their odd neighbours are in use"
+    ))
+}

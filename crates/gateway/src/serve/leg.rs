@@ -7,6 +7,11 @@
 //! is heard, tonegate sends to the address its SDP gave; once latched, to the latched source
 //! (symmetric RTP: a leg behind NAT is reached where it really is). A new SDP address for the
 //! leg (a re-INVITE moving it) lets it be learnt again. HTTP-created calls do not latch.
+//!
+//! RTCP (anchored calls): a leg that muxes (RFC 5761) sends and gets its RTCP on the RTP
+//! socket. One that does not has its own RTCP socket, on the RTP port + 1, latched the same
+//! way and on its own: tonegate sends the leg's RTCP to the latched source, else to where its
+//! SDP said (`a=rtcp:`, else the RTP port + 1).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -25,7 +30,17 @@ pub(super) struct Leg {
     latching: bool,
     latched: Option<SocketAddr>,
     advertised: Option<SocketAddr>,
+    rtcp: Option<RtcpPort>,
     counters: LegCounters,
+}
+
+/// A leg's RTCP socket (anchored calls), when the leg does not mux.
+struct RtcpPort {
+    socket: UdpSocket,
+    latched: Option<SocketAddr>,
+    advertised: Option<SocketAddr>,
+    /// Whether the leg muxes: its RTCP then goes to and from the RTP socket.
+    mux: bool,
 }
 
 /// What became of a datagram a leg's socket received.
@@ -50,9 +65,9 @@ pub(super) struct LegStats {
     pub(super) advertised: Option<SocketAddr>,
     /// RTP packets accepted.
     pub(super) packets: u64,
-    /// Their bytes (RTP and RTCP, UDP payloads).
+    /// Their bytes (RTP and RTCP, on either socket, UDP payloads).
     pub(super) bytes: u64,
-    /// RTCP packets accepted.
+    /// RTCP packets accepted (on the RTP socket, muxed, or on the RTCP socket).
     pub(super) rtcp: u64,
     /// Packets missing from the sequence-number ranges.
     pub(super) lost: u64,
@@ -84,7 +99,84 @@ impl Leg {
             latching,
             latched: None,
             advertised,
+            rtcp: None,
             counters: LegCounters::default(),
+        }
+    }
+
+    /// The leg with its RTCP socket (anchored calls): `advertised`, where its SDP says it
+    /// receives RTCP; `mux`, whether it muxes RTCP on the RTP port instead.
+    pub(super) fn with_rtcp(
+        mut self,
+        socket: UdpSocket,
+        advertised: Option<SocketAddr>,
+        mux: bool,
+    ) -> Leg {
+        self.rtcp = Some(RtcpPort {
+            socket,
+            latched: None,
+            advertised,
+            mux,
+        });
+        self
+    }
+
+    /// The leg's RTCP socket, if it has one.
+    pub(super) fn rtcp_socket(&self) -> Option<&UdpSocket> {
+        self.rtcp.as_ref().map(|r| &r.socket)
+    }
+
+    /// Whether a datagram from `from` on the RTCP socket is the leg's RTCP; counts it. Only
+    /// RTCP is accepted there.
+    pub(super) fn heard_rtcp(&mut self, from: SocketAddr, datagram: &[u8]) -> Heard {
+        let Some(rtcp) = self.rtcp.as_mut() else {
+            return Heard::NotMedia;
+        };
+        match rtcp.latched {
+            None => rtcp.latched = Some(from),
+            Some(latched) if latched == from => {}
+            Some(_) => {
+                self.counters.stats.foreign += 1;
+                self.counters.stats.refused += 1;
+                return Heard::Foreign;
+            }
+        }
+        if !is_rtcp(datagram) {
+            self.counters.stats.refused += 1;
+            return Heard::NotMedia;
+        }
+        self.counters.count(datagram);
+        Heard::Accepted
+    }
+
+    /// Where and through which socket tonegate sends the leg RTCP: the RTP socket and
+    /// endpoint when the leg muxes (or has no RTCP socket), else the RTCP socket to the
+    /// latched RTCP source, else to the RTCP address of its SDP.
+    pub(super) fn rtcp_route(&self) -> Option<(&UdpSocket, SocketAddr)> {
+        match &self.rtcp {
+            Some(rtcp) if !rtcp.mux => Some((&rtcp.socket, rtcp.latched.or(rtcp.advertised)?)),
+            _ => Some((&self.socket, self.endpoint()?)),
+        }
+    }
+
+    /// The leg's SDP gives where it receives RTCP and whether it muxes. A new address opens
+    /// the RTCP latch again, as [`Leg::advertise`] does for RTP.
+    pub(super) fn advertise_rtcp(&mut self, address: Option<SocketAddr>, mux: bool) {
+        if let Some(rtcp) = self.rtcp.as_mut() {
+            rtcp.mux = mux;
+            if address != rtcp.advertised {
+                if rtcp.advertised.is_some() {
+                    rtcp.latched = None;
+                }
+                rtcp.advertised = address;
+            }
+        }
+    }
+
+    /// The answer to the leg's offer says whether RTCP is muxed: only if both sides say so.
+    pub(super) fn answered_rtcp_mux(&mut self, mux: bool) {
+        if let Some(rtcp) = self.rtcp.as_mut() {
+            rtcp.mux &= mux;
         }
     }
 
@@ -141,6 +233,12 @@ impl Leg {
             ..self.counters.stats.clone()
         }
     }
+}
+
+/// An RTCP datagram (RFC 3550 §6.4): version 2, a packet type of 192 to 223 (the range RFC 5761
+/// keeps apart from RTP's), at least a header.
+fn is_rtcp(datagram: &[u8]) -> bool {
+    datagram.len() >= 8 && datagram[0] >> 6 == 2 && (192..=223).contains(&datagram[1])
 }
 
 impl LegCounters {
@@ -241,6 +339,30 @@ mod tests {
         assert_eq!(leg.endpoint(), Some(early));
         let other: SocketAddr = "127.0.0.1:6000".parse().unwrap();
         assert_eq!(leg.heard(other, &rtp(2, 9)), Heard::Foreign);
+    }
+
+    #[tokio::test]
+    async fn a_leg_s_rtcp_socket_latches_on_its_own_and_takes_only_rtcp() {
+        let rtcp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let advertised: SocketAddr = "127.0.0.1:4001".parse().unwrap();
+        let mut leg = leg(true).await.with_rtcp(rtcp, Some(advertised), false);
+        assert_eq!(leg.rtcp_route().map(|(_, to)| to), Some(advertised));
+        let (phone, hijacker): (SocketAddr, SocketAddr) = (
+            "127.0.0.1:5001".parse().unwrap(),
+            "127.0.0.1:6001".parse().unwrap(),
+        );
+        let report = [0x80, 200, 0, 1, 0, 0, 0, 7];
+        assert_eq!(leg.heard_rtcp(phone, &report), Heard::Accepted);
+        assert_eq!(leg.rtcp_route().map(|(_, to)| to), Some(phone));
+        assert_eq!(leg.heard_rtcp(hijacker, &report), Heard::Foreign);
+        assert_eq!(leg.heard_rtcp(phone, &rtp(1, 7)), Heard::NotMedia);
+        let stats = leg.stats();
+        assert_eq!((stats.rtcp, stats.packets), (1, 0));
+        assert_eq!((stats.foreign, stats.refused), (1, 2));
+        // Muxed: RTCP goes to the RTP endpoint.
+        leg.advertise_rtcp(Some(advertised), true);
+        let endpoint = leg.endpoint();
+        assert_eq!(leg.rtcp_route().map(|(_, to)| to), endpoint);
     }
 
     #[tokio::test]

@@ -6,10 +6,10 @@
 //! arrives while its request is being carried out waits for, and then gets, the answer kept
 //! for it ([`crate::ng::cache`]): never a second call.
 //!
-//! An offer creates an anchored call ([`MediaMode::Anchored`]): two sockets, one per side, and
-//! the call task. The offer's SDP goes back rewritten ([`crate::sdp::anchor`]) to point the
+//! An offer creates an anchored call ([`MediaMode::Anchored`]): two socket pairs (RTP on an
+//! even port, RTCP on the one above), one per side, and the call task. The offer's SDP goes back rewritten ([`crate::sdp::anchor`]) to point the
 //! answerer at tonegate's socket for it; the answer's, to point the offerer at the other. Both
-//! sockets are taken at the offer, as rtpengine does: an answer, which comes once the callee
+//! pairs are taken at the offer, as rtpengine does: an answer, which comes once the callee
 //! has picked up, cannot then fail for want of a port.
 
 use std::net::SocketAddr;
@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tonegate_call::{Call, CallConfig, MaskingConfig, MediaMode};
 
 use super::call_task::{run_call, CallCommand, CallMedia, CallStats, Role};
-use super::gateway::{bind_rtp, CallHandle, Gateway, NgCall};
+use super::gateway::{bind_rtp_pair, CallHandle, Gateway, NgCall};
 use super::leg::{Leg, LegStats};
 use crate::metrics::CommandLabels;
 use crate::ng::bencode::{self, Value};
@@ -168,6 +168,27 @@ fn remote(anchored: &Anchored, options: &Options) -> Option<SocketAddr> {
     })
 }
 
+/// Where the SDP's sender receives its RTCP when it does not mux, with the request's `media
+/// address` or SIP source applied when the RTCP address is the stream's.
+fn remote_rtcp(anchored: &Anchored, options: &Options) -> Option<SocketAddr> {
+    let rtcp = anchored.rtcp?;
+    let same_host = anchored.remote.is_some_and(|r| r.ip() == rtcp.ip());
+    Some(match options.media_address_override() {
+        Some(ip) if same_host => SocketAddr::new(ip, rtcp.port()),
+        _ => rtcp,
+    })
+}
+
+/// The command that tells the call task where a leg's SDP says it receives.
+fn advertise(leg: Role, anchored: &Anchored, options: &Options) -> CallCommand {
+    CallCommand::Advertise {
+        leg,
+        address: remote(anchored, options),
+        rtcp: remote_rtcp(anchored, options),
+        rtcp_mux: anchored.rtcp_mux,
+    }
+}
+
 fn sdp_answer(anchored: Anchored) -> Value {
     let mut answer = ok_answer();
     answer.insert("sdp", Value::from(anchored.sdp));
@@ -212,8 +233,7 @@ async fn offer(g: &Arc<Gateway>, media: Media) -> Result<Value, String> {
             ));
         };
         let anchored = anchor(&media.sdp, local, &how).map_err(|e| e.to_string())?;
-        let address = remote(&anchored, &media.options);
-        let _ = commands.send(CallCommand::Advertise { leg, address });
+        let _ = commands.send(advertise(leg, &anchored, &media.options));
         if leg == Role::Agent {
             let _ = commands.send(CallCommand::PayloadTypes {
                 event: anchored.telephone_event.clone(),
@@ -228,8 +248,8 @@ async fn offer(g: &Arc<Gateway>, media: Media) -> Result<Value, String> {
     }
     let caller_is_offerer =
         media.options.caller.unwrap_or(g.config.ng_caller) == CallerSide::Offerer;
-    let offerer_socket = bind_rtp(g).await?;
-    let answerer_socket = bind_rtp(g).await?;
+    let (offerer_socket, offerer_rtcp) = bind_rtp_pair(g).await?;
+    let (answerer_socket, answerer_rtcp) = bind_rtp_pair(g).await?;
     let offerer_local = offerer_socket.local_addr().map_err(|e| e.to_string())?;
     let answerer_local = answerer_socket.local_addr().map_err(|e| e.to_string())?;
     // The offer goes to the answerer: it points the answerer at the socket facing it.
@@ -263,8 +283,13 @@ async fn offer(g: &Arc<Gateway>, media: Media) -> Result<Value, String> {
     config.audio.pcmu_payload_types = codec("PCMU");
     config.audio.pcma_payload_types = codec("PCMA");
     // The offerer's address is known from the offer; the answerer's comes with the answer.
-    let offerer = Leg::new(offerer_socket, true, remote(&anchored, &media.options));
-    let answerer = Leg::new(answerer_socket, true, None);
+    // Until the answer says otherwise, the offerer muxes RTCP if it offered to.
+    let offerer = Leg::new(offerer_socket, true, remote(&anchored, &media.options)).with_rtcp(
+        offerer_rtcp,
+        remote_rtcp(&anchored, &media.options),
+        anchored.rtcp_mux,
+    );
+    let answerer = Leg::new(answerer_socket, true, None).with_rtcp(answerer_rtcp, None, false);
     let (caller, agent, caller_local) = if caller_is_offerer {
         (offerer, answerer, offerer_local)
     } else {
@@ -347,8 +372,12 @@ async fn answer_media(g: &Arc<Gateway>, media: Media) -> Result<Value, String> {
     };
     let anchored =
         anchor(&media.sdp, local, &rewrite_options(&media.options)).map_err(|e| e.to_string())?;
-    let address = remote(&anchored, &media.options);
-    let _ = commands.send(CallCommand::Advertise { leg, address });
+    let _ = commands.send(advertise(leg, &anchored, &media.options));
+    // The offerer muxes RTCP only if the answer it gets says so too.
+    let _ = commands.send(CallCommand::RtcpMuxAnswered {
+        leg: leg.other(),
+        mux: anchored.rtcp_mux_passed,
+    });
     if leg == Role::Agent {
         // The caller sends with the payload type numbers of the agent leg's SDP.
         let _ = commands.send(CallCommand::PayloadTypes {
