@@ -224,25 +224,43 @@ struct Anchored {
     callee_to: SocketAddr,
 }
 
-async fn offer_and_answer(w: &mut World) -> Anchored {
-    let caller = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
-    let callee = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
-    let offer = kamailio("offer", &sdp(caller.local_addr().unwrap()), None, &[]);
+/// The rewritten SDPs of an offer from `offerer` (with `flags`) and the answer from
+/// `answerer`, as Kamailio sends them: what the answerer is told, then what the offerer is.
+async fn negotiate(
+    w: &mut World,
+    offerer: &UdpSocket,
+    answerer: &UdpSocket,
+    flags: &[&str],
+) -> (String, String) {
+    let offer = kamailio("offer", &sdp(offerer.local_addr().unwrap()), None, flags);
     let offered = w.ng.request(&offer).await.unwrap();
-    let offered_sdp = ok(&offered).text_of("sdp").unwrap().to_owned();
     let answer = kamailio(
         "answer",
-        &sdp(callee.local_addr().unwrap()),
+        &sdp(answerer.local_addr().unwrap()),
         Some(TO_TAG),
         &[],
     );
     let answered = w.ng.request(&answer).await.unwrap();
-    let answered_sdp = ok(&answered).text_of("sdp").unwrap().to_owned();
+    (
+        ok(&offered).text_of("sdp").unwrap().to_owned(),
+        ok(&answered).text_of("sdp").unwrap().to_owned(),
+    )
+}
+
+/// Where a side sends its RTP, from the SDP it was given.
+fn at_port(sdp: &str) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], audio_port(sdp)))
+}
+
+async fn offer_and_answer(w: &mut World) -> Anchored {
+    let caller = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let callee = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+    let (offered_sdp, answered_sdp) = negotiate(w, &caller, &callee, &[]).await;
     Anchored {
         caller,
         callee,
-        caller_to: SocketAddr::from(([127, 0, 0, 1], audio_port(&answered_sdp))),
-        callee_to: SocketAddr::from(([127, 0, 0, 1], audio_port(&offered_sdp))),
+        caller_to: at_port(&answered_sdp),
+        callee_to: at_port(&offered_sdp),
     }
 }
 
@@ -308,7 +326,7 @@ async fn a_call_anchored_over_ng_pays_masks_the_caller_and_relays_the_agent_unto
     );
     assert_eq!(w.metric("tonegate_ng_retransmissions_total").await, 1);
     assert!(w.metric("tonegate_ng_unknown_flags_total").await >= 1);
-    let callee_to = SocketAddr::from(([127, 0, 0, 1], audio_port(&offered_sdp)));
+    let callee_to = at_port(&offered_sdp);
     assert_ne!(callee_to, caller_socket.local_addr().unwrap());
     assert!(
         offered_sdp.contains("c=IN IP4 127.0.0.1\r\n"),
@@ -325,7 +343,7 @@ async fn a_call_anchored_over_ng_pays_masks_the_caller_and_relays_the_agent_unto
     );
     let answered = w.ng.request(&answer).await.unwrap();
     let answered_sdp = ok(&answered).text_of("sdp").unwrap().to_owned();
-    let caller_to = SocketAddr::from(([127, 0, 0, 1], audio_port(&answered_sdp)));
+    let caller_to = at_port(&answered_sdp);
     assert_ne!(caller_to, callee_to, "one socket per side");
     let listed =
         w.ng.request(&Bencode::dict(&[("command", Bencode::text("list"))]))
@@ -690,28 +708,9 @@ async fn an_outbound_call_collects_and_masks_the_answerer_when_the_offer_says_so
     let mut w = world("outbound").await;
     let agent = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
     let customer = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
-    let offer = kamailio(
-        "offer",
-        &sdp(agent.local_addr().unwrap()),
-        None,
-        &["caller=answerer"],
-    );
-    let offered = w.ng.request(&offer).await.unwrap();
-    let customer_to = SocketAddr::from((
-        [127, 0, 0, 1],
-        audio_port(ok(&offered).text_of("sdp").unwrap()),
-    ));
-    let answer = kamailio(
-        "answer",
-        &sdp(customer.local_addr().unwrap()),
-        Some(TO_TAG),
-        &[],
-    );
-    let answered = w.ng.request(&answer).await.unwrap();
-    let agent_to = SocketAddr::from((
-        [127, 0, 0, 1],
-        audio_port(ok(&answered).text_of("sdp").unwrap()),
-    ));
+    let (offered_sdp, answered_sdp) =
+        negotiate(&mut w, &agent, &customer, &["caller=answerer"]).await;
+    let (customer_to, agent_to) = (at_port(&offered_sdp), at_port(&answered_sdp));
     let (agent_heard, agent_reader) = record(agent.clone());
     let (customer_heard, customer_reader) = record(customer.clone());
     // The agent's voice goes to the customer untouched.
@@ -800,12 +799,7 @@ fn sender_report(ssrc: u32, n: u32) -> Vec<u8> {
 async fn heard_at_least(heard: &Heard, n: usize) -> Vec<Vec<u8>> {
     let until = Instant::now() + Duration::from_secs(5);
     loop {
-        let got: Vec<Vec<u8>> = heard
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(_, p)| p.clone())
-            .collect();
+        let got = datagrams(heard);
         if got.len() >= n || Instant::now() > until {
             return got;
         }
@@ -818,17 +812,7 @@ async fn rtcp_on_the_port_above_is_relayed_both_ways_untouched_and_latched() {
     let mut w = world("rtcp").await;
     let (caller, caller_rtcp) = rtp_and_rtcp().await;
     let (callee, callee_rtcp) = rtp_and_rtcp().await;
-    let offer = kamailio("offer", &sdp(caller.local_addr().unwrap()), None, &[]);
-    let offered = w.ng.request(&offer).await.unwrap();
-    let offered_sdp = ok(&offered).text_of("sdp").unwrap().to_owned();
-    let answer = kamailio(
-        "answer",
-        &sdp(callee.local_addr().unwrap()),
-        Some(TO_TAG),
-        &[],
-    );
-    let answered = w.ng.request(&answer).await.unwrap();
-    let answered_sdp = ok(&answered).text_of("sdp").unwrap().to_owned();
+    let (offered_sdp, answered_sdp) = negotiate(&mut w, &caller, &callee, &[]).await;
     // No a=rtcp: written: tonegate's RTCP is where the RFC 3550 default puts it.
     for sdp in [&offered_sdp, &answered_sdp] {
         assert!(!sdp.contains("a=rtcp:"), "{sdp}");
@@ -921,19 +905,8 @@ async fn ng_legs_take_even_ports_of_rtp_ports_whose_neighbour_is_free() {
     })
     .await;
     let (caller, callee) = (rtp_and_rtcp().await.0, rtp_and_rtcp().await.0);
-    let offer = kamailio("offer", &sdp(caller.local_addr().unwrap()), None, &[]);
-    let offered = w.ng.request(&offer).await.unwrap();
-    let answer = kamailio(
-        "answer",
-        &sdp(callee.local_addr().unwrap()),
-        Some(TO_TAG),
-        &[],
-    );
-    let answered = w.ng.request(&answer).await.unwrap();
-    let mut ports = [
-        audio_port(ok(&offered).text_of("sdp").unwrap()),
-        audio_port(ok(&answered).text_of("sdp").unwrap()),
-    ];
+    let (offered_sdp, answered_sdp) = negotiate(&mut w, &caller, &callee, &[]).await;
+    let mut ports = [audio_port(&offered_sdp), audio_port(&answered_sdp)];
     ports.sort_unstable();
     assert_eq!(
         ports,
