@@ -477,7 +477,9 @@ impl ToneScrubber {
         let rule = &self.rule;
         let len = (segments.len() * HALF) as f32;
         let energy: f32 = segments.iter().map(|s| s.energy).sum();
-        if energy <= 0.0 {
+        let floor = energy_of(rule.floor_dbm0) * (len / BLOCK as f32).powi(2);
+        // No bin can hold more than `len` times the window's energy: quiet windows stop here.
+        if energy <= 0.0 || len * energy < floor {
             return None;
         }
         // Each half of the window (two segments), and the whole, per bin.
@@ -500,13 +502,7 @@ impl ToneScrubber {
             let shift = Complex::from_angle(-2.0 * PI * FREQUENCIES[k] * span / SAMPLE_RATE);
             (halves[0][k] + shift * halves[1][k]).norm_sqr()
         });
-        let strongest = |from: usize| {
-            (from..from + 4)
-                .max_by(|&a, &b| bins[a].total_cmp(&bins[b]))
-                .expect("four bins")
-        };
-        let (l, h) = (strongest(0), strongest(4));
-        let floor = energy_of(rule.floor_dbm0) * (len / BLOCK as f32).powi(2);
+        let (l, h) = (strongest(&bins, 0), strongest(&bins, 4));
         let twist = 10f32.powf(rule.max_twist_db / 10.0);
         let share = 2.0 / len * (bins[l] + bins[h]) / energy;
         if bins[l] < floor
@@ -517,19 +513,15 @@ impl ToneScrubber {
         {
             return None;
         }
-        let ratio = 10f32.powf(peak_db / 10.0);
-        let stands_out = |peak: usize, from: usize| {
-            (from..from + 4).all(|k| k == peak || bins[k] * ratio <= bins[peak])
-        };
         let on_frequency = |k: usize| {
-            let (a, b) = (halves[0][k], halves[1][k]);
-            let turn = b.mul_conj(a).arg() - 2.0 * PI * FREQUENCIES[k] * span / SAMPLE_RATE;
-            let turn = (turn + PI).rem_euclid(2.0 * PI) - PI;
-            let offset = turn * SAMPLE_RATE / (2.0 * PI * span);
-            offset.abs() <= rule.long_offset * FREQUENCIES[k]
+            offset_hz(k, halves[0][k], halves[1][k], span).abs()
+                <= rule.long_offset * FREQUENCIES[k]
         };
-        (stands_out(l, 0) && stands_out(h, 4) && on_frequency(l) && on_frequency(h))
-            .then_some((l, h))
+        (stands_out(&bins, l, peak_db)
+            && stands_out(&bins, h, peak_db)
+            && on_frequency(l)
+            && on_frequency(h))
+        .then_some((l, h))
     }
 
     /// The window tests of [`ScrubRule`].
@@ -546,12 +538,7 @@ impl ToneScrubber {
             bank.window(k, spectrum.halves[0][k], spectrum.halves[1][k])
                 .norm_sqr()
         });
-        let strongest = |from: usize| {
-            (from..from + 4)
-                .max_by(|&a, &b| bins[a].total_cmp(&bins[b]))
-                .expect("four bins")
-        };
-        let (l, h) = (strongest(0), strongest(4));
+        let (l, h) = (strongest(&bins, 0), strongest(&bins, 4));
         let (low, high) = (bins[l], bins[h]);
         let twist = 10f32.powf(rule.max_twist_db / 10.0);
         // Dial tone under the keys is set aside (up to twice the pair), as the detector does.
@@ -566,23 +553,15 @@ impl ToneScrubber {
         {
             return (Class::None, (l, h));
         }
-        let ratio = 10f32.powf(rule.relative_peak_db / 10.0);
-        let stands_out = |peak: usize, from: usize| {
-            (from..from + 4).all(|k| k == peak || bins[k] * ratio <= bins[peak])
-        };
-        // Each tone's frequency from the phase turn between the window's halves.
-        let on_frequency = |k: usize, max_offset: f32| {
+        // Each tone's frequency from the phase turn between the window's halves, and steady.
+        let on_frequency = |k: usize| {
             let (a, b) = (spectrum.halves[0][k], spectrum.halves[1][k]);
-            let turn = b.mul_conj(a).arg() - 2.0 * PI * FREQUENCIES[k] * HALF as f32 / SAMPLE_RATE;
-            let turn = (turn + PI).rem_euclid(2.0 * PI) - PI;
-            let offset = turn * SAMPLE_RATE / (2.0 * PI * HALF as f32);
             let steady = a.norm_sqr() <= 4.0 * b.norm_sqr() && b.norm_sqr() <= 4.0 * a.norm_sqr();
-            steady && offset.abs() <= max_offset * FREQUENCIES[k]
+            steady && offset_hz(k, a, b, HALF as f32).abs() <= rule.max_offset * FREQUENCIES[k]
         };
-        let on_frequency = |k: usize| on_frequency(k, rule.max_offset);
         if share >= rule.strong_share
-            && stands_out(l, 0)
-            && stands_out(h, 4)
+            && stands_out(&bins, l, rule.relative_peak_db)
+            && stands_out(&bins, h, rule.relative_peak_db)
             && on_frequency(l)
             && on_frequency(h)
         {
@@ -613,6 +592,28 @@ impl ToneScrubber {
             }
         }
     }
+}
+
+/// The strongest of the four bins from `from` (a group: 0 low, 4 high).
+fn strongest(bins: &[f32; 8], from: usize) -> usize {
+    (from..from + 4)
+        .max_by(|&a, &b| bins[a].total_cmp(&bins[b]))
+        .expect("four bins")
+}
+
+/// Whether bin `peak` stands `db` above every other bin of its group.
+fn stands_out(bins: &[f32; 8], peak: usize, db: f32) -> bool {
+    let ratio = 10f32.powf(db / 10.0);
+    let from = peak / 4 * 4;
+    (from..from + 4).all(|k| k == peak || bins[k] * ratio <= bins[peak])
+}
+
+/// How far (Hz) the tone in bin `k` is from its DTMF frequency, from the phase turn between
+/// its values `a` and `b` over two consecutive spans of `span` samples.
+fn offset_hz(k: usize, a: Complex, b: Complex, span: f32) -> f32 {
+    let turn = b.mul_conj(a).arg() - 2.0 * PI * FREQUENCIES[k] * span / SAMPLE_RATE;
+    let turn = (turn + PI).rem_euclid(2.0 * PI) - PI;
+    turn * SAMPLE_RATE / (2.0 * PI * span)
 }
 
 /// Window energy (|X|², 80 samples) of dial tone in `block`: 350 + 440 Hz within 6 dB of each
