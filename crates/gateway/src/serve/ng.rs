@@ -232,16 +232,7 @@ async fn offer(g: &Arc<Gateway>, media: Media) -> Result<Value, String> {
                 media.from_tag
             ));
         };
-        let anchored = anchor(&media.sdp, local, &how).map_err(|e| e.to_string())?;
-        let _ = commands.send(advertise(leg, &anchored, &media.options));
-        if leg == Role::Agent {
-            let _ = commands.send(CallCommand::PayloadTypes {
-                event: anchored.telephone_event.clone(),
-                red: anchored.red.clone(),
-            });
-        }
-        touch(g, &media.call_id);
-        return Ok(sdp_answer(anchored));
+        return rewrite_for(g, &commands, leg, local, &media, false);
     }
     if g.draining.load(std::sync::atomic::Ordering::SeqCst) {
         return Err("the gateway is shutting down: new calls are refused".into());
@@ -370,14 +361,29 @@ async fn answer_media(g: &Arc<Gateway>, media: Media) -> Result<Value, String> {
             ));
         }
     };
+    rewrite_for(g, &commands, leg, local, &media, true)
+}
+
+/// A re-offer or an answer on a known call, from the side with `leg`: its SDP rewritten to
+/// point the other side at `local`, and the call told where that side receives.
+fn rewrite_for(
+    g: &Gateway,
+    commands: &mpsc::UnboundedSender<CallCommand>,
+    leg: Role,
+    local: SocketAddr,
+    media: &Media,
+    answer: bool,
+) -> Result<Value, String> {
     let anchored =
         anchor(&media.sdp, local, &rewrite_options(&media.options)).map_err(|e| e.to_string())?;
     let _ = commands.send(advertise(leg, &anchored, &media.options));
-    // The offerer muxes RTCP only if the answer it gets says so too.
-    let _ = commands.send(CallCommand::RtcpMuxAnswered {
-        leg: leg.other(),
-        mux: anchored.rtcp_mux_passed,
-    });
+    if answer {
+        // The offerer muxes RTCP only if the answer it gets says so too.
+        let _ = commands.send(CallCommand::RtcpMuxAnswered {
+            leg: leg.other(),
+            mux: anchored.rtcp_mux_passed,
+        });
+    }
     if leg == Role::Agent {
         // The caller sends with the payload type numbers of the agent leg's SDP.
         let _ = commands.send(CallCommand::PayloadTypes {
