@@ -132,14 +132,8 @@ impl Leg {
         let Some(rtcp) = self.rtcp.as_mut() else {
             return Heard::NotMedia;
         };
-        match rtcp.latched {
-            None => rtcp.latched = Some(from),
-            Some(latched) if latched == from => {}
-            Some(_) => {
-                self.counters.stats.foreign += 1;
-                self.counters.stats.refused += 1;
-                return Heard::Foreign;
-            }
+        if !latch(&mut rtcp.latched, from, &mut self.counters.stats) {
+            return Heard::Foreign;
         }
         if !is_rtcp(datagram) {
             self.counters.stats.refused += 1;
@@ -182,16 +176,8 @@ impl Leg {
 
     /// Whether a datagram from `from` is the leg's; counts it.
     pub(super) fn heard(&mut self, from: SocketAddr, datagram: &[u8]) -> Heard {
-        if self.latching {
-            match self.latched {
-                None => self.latched = Some(from),
-                Some(latched) if latched == from => {}
-                Some(_) => {
-                    self.counters.stats.foreign += 1;
-                    self.counters.stats.refused += 1;
-                    return Heard::Foreign;
-                }
-            }
+        if self.latching && !latch(&mut self.latched, from, &mut self.counters.stats) {
+            return Heard::Foreign;
         }
         if self.counters.count(datagram) {
             Heard::Accepted
@@ -286,6 +272,23 @@ impl LegCounters {
                 expected.saturating_sub(s.received)
             })
             .sum()
+    }
+}
+
+/// Latches to the first source: whether `from` is it (a datagram from another is counted as
+/// foreign and refused).
+fn latch(latched: &mut Option<SocketAddr>, from: SocketAddr, stats: &mut LegStats) -> bool {
+    match *latched {
+        None => {
+            *latched = Some(from);
+            true
+        }
+        Some(at) if at == from => true,
+        Some(_) => {
+            stats.foreign += 1;
+            stats.refused += 1;
+            false
+        }
     }
 }
 
