@@ -176,6 +176,20 @@ fn record(socket: Arc<UdpSocket>) -> (Heard, tokio::task::JoinHandle<()>) {
     (heard, task)
 }
 
+/// One counter of the leg with `tag` in a `query` answer's `tags` (its first stream's stats).
+fn leg_stat(tags: &Bencode, tag: &str, name: &str) -> Option<i64> {
+    tags.get(tag)
+        .and_then(|t| t.get("medias"))
+        .and_then(Bencode::as_list)
+        .and_then(|m| m.first())
+        .and_then(|m| m.get("streams"))
+        .and_then(Bencode::as_list)
+        .and_then(|s| s.first())
+        .and_then(|s| s.get("stats"))
+        .and_then(|s| s.get(name))
+        .and_then(Bencode::as_int)
+}
+
 /// The datagrams heard so far, in order.
 fn datagrams(heard: &Heard) -> Vec<Vec<u8>> {
     heard
@@ -744,18 +758,7 @@ async fn an_outbound_call_collects_and_masks_the_answerer_when_the_offer_says_so
     // The keys were heard on the customer's leg (counted, never named).
     let query = w.ng.request(&command("query", &[])).await.unwrap();
     let tags = ok(&query).get("tags").unwrap();
-    let presses = |tag: &str| {
-        tags.get(tag)
-            .and_then(|t| t.get("medias"))
-            .and_then(Bencode::as_list)
-            .and_then(|m| m.first())
-            .and_then(|m| m.get("streams"))
-            .and_then(Bencode::as_list)
-            .and_then(|s| s.first())
-            .and_then(|s| s.get("stats"))
-            .and_then(|s| s.get("key presses"))
-            .and_then(Bencode::as_int)
-    };
+    let presses = |tag: &str| leg_stat(tags, tag, "key presses");
     assert_eq!(presses(TO_TAG), Some(4), "{query:?}");
     assert_eq!(presses(FROM_TAG), None, "the agent's leg counts no keys");
     agent_reader.abort();
@@ -870,20 +873,8 @@ async fn rtcp_on_the_port_above_is_relayed_both_ways_untouched_and_latched() {
         Some(6),
         "{query:?}"
     );
-    let foreign = |tag: &str| {
-        ok(&query)
-            .get("tags")
-            .and_then(|t| t.get(tag))
-            .and_then(|t| t.get("medias"))
-            .and_then(Bencode::as_list)
-            .and_then(|m| m.first())
-            .and_then(|m| m.get("streams"))
-            .and_then(Bencode::as_list)
-            .and_then(|s| s.first())
-            .and_then(|s| s.get("stats"))
-            .and_then(|s| s.get("foreign"))
-            .and_then(Bencode::as_int)
-    };
+    let tags = ok(&query).get("tags").unwrap();
+    let foreign = |tag: &str| leg_stat(tags, tag, "foreign");
     assert_eq!(foreign(FROM_TAG), Some(1), "{query:?}");
     assert_eq!(foreign(TO_TAG), Some(1), "{query:?}");
     w.stop().await;
